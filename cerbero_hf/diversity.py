@@ -420,7 +420,7 @@ def dedup_dataset(ds, embedder: Embedder, threshold: float = DEFAULT_THRESHOLD, 
         init.append(embedder.encode(uniq))
     init = np.concatenate(init) if init else None
     keep, dup_of, sims = near_duplicates(vecs, threshold, groups=groups, initial=init)
-    ids = ds["id"]
+    ids = list(ds["id"])
     drop_rows: dict[int, str] = {}
     for k in np.flatnonzero(~keep):
         r = groups[k]
