@@ -80,9 +80,11 @@ def build_model_card(*, model_name: str, base_model: str, corpora: list[dict], c
     """
     from huggingface_hub import ModelCard, ModelCardData
 
+    from cerbero_hf.io import is_hub_id
+
     eval_results = to_eval_results(results, dataset_ids) if results else None
     data = ModelCardData(
-        base_model=base_model, datasets=[c["hub_id"] for c in corpora if c.get("hub_id")] or None,
+        base_model=base_model if is_hub_id(base_model) else None, datasets=[c["hub_id"] for c in corpora if c.get("hub_id")] or None,
         language=[language], license=license, library_name="transformers", pipeline_tag="text-generation",
         tags=["cerbero-hf", "trl", "sft", "cerbero-7b", f"condition-{condition}", *(tags or [])],
         model_name=model_name, eval_results=eval_results)

@@ -1,0 +1,146 @@
+"""Training-set preparation for the Cerbero fine-tuning (METHOD.md §6.1, D20, D27, D28).
+
+Corpora in our row schema (files, Hub-layout folders or Hub dataset ids, read with ``io.load_table``)
+become one shuffled ``messages`` dataset: a condition preset picks the corpora (``fauno``, ``generated``,
+``full``), each corpus has a weight (``0.5`` samples half of it, ``2`` repeats it), role aliases such as
+Fauno's ``[|AI|]`` map to ``assistant``, system prompts are dropped, and the seed is recorded.
+
+Input columns: ``id``, ``messages``, ``source`` (``meta`` is not used). Output columns: ``id``, ``source``,
+``messages`` (user/assistant only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from cerbero_hf.errors import InputError
+
+CONDITIONS = {"fauno": ("fauno",), "generated": ("generated", "gen"), "full": None}
+# Generic aliases; the language pack's own tag words (e.g. Fauno's ``[|AI|]``) are added per pack.
+ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant", "gpt": "assistant",
+                "bot": "assistant", "system": "system"}
+
+
+@dataclass
+class Corpus:
+    """One training corpus: ``path`` is a file, a folder or a Hub dataset id; ``weight`` scales its rows."""
+
+    path: str
+    name: str = ""
+    weight: float = 1.0
+    hub_id: str | None = None
+    config: str | None = None
+    split: str = "train"
+
+    @classmethod
+    def parse(cls, spec: str | dict | Corpus) -> Corpus:
+        """``PATH``, ``NAME=PATH`` or ``NAME=PATH@WEIGHT`` (or a dict with the field names)."""
+        from cerbero_hf.io import is_hub_id
+
+        if isinstance(spec, Corpus):
+            return spec
+        if isinstance(spec, dict):
+            unknown = set(spec) - {f.name for f in dataclasses.fields(cls)}
+            if unknown or "path" not in spec:
+                raise InputError(f"bad corpus entry {spec!r}: needs 'path', unknown keys {sorted(unknown)}")
+            c = cls(**spec)
+        else:
+            name, _, rest = spec.partition("=") if "=" in spec else ("", "", spec)
+            path, _, weight = rest.rpartition("@") if "@" in rest else (rest, "", "1")
+            try:
+                c = cls(path=path, name=name, weight=float(weight))
+            except ValueError:
+                raise InputError(f"bad corpus weight {weight!r} in {spec!r} (NAME=PATH@WEIGHT)") from None
+        if c.weight < 0:
+            raise InputError(f"corpus weight must be >= 0, got {c.weight}", file=c.path)
+        c.name = c.name or Path(c.path.rstrip("/")).name.lower()
+        if c.hub_id is None and is_hub_id(c.path):
+            c.hub_id = c.path
+        return c
+
+
+def select_corpora(corpora: list[Corpus], condition: str) -> list[Corpus]:
+    """The corpora of a condition preset (METHOD.md §6.1): ``full`` takes all, others match by name prefix."""
+    if condition not in CONDITIONS:
+        raise InputError(f"unknown condition {condition!r}; expected one of {', '.join(CONDITIONS)}")
+    prefixes = CONDITIONS[condition]
+    chosen = [c for c in corpora if prefixes is None or c.name.startswith(prefixes)]
+    if not chosen:
+        names = ", ".join(c.name for c in corpora) or "none"
+        raise InputError(f"condition {condition!r} needs a corpus named {prefixes[0]}* (got: {names}); "
+                         f"name corpora as NAME=PATH, e.g. fauno=out/fauno generated=out/generated")
+    return chosen
+
+
+def training_messages(messages: list[dict], pack) -> tuple[list[dict] | None, str]:
+    """Role-form messages -> the messages we train on, or ``(None, reason)``.
+
+    Role aliases (Fauno's ``[|AI|]``, ``human``, ...) map to ``user``/``assistant``; system messages are
+    dropped (METHOD.md D20); a conversation needs at least one assistant reply.
+    """
+    tags = {pack.fauno_assistant_tag.strip("[|]").lower(): "assistant", pack.assistant_tag.strip("[|]").lower():
+            "assistant", pack.user_tag.strip("[|]").lower(): "user", pack.fauno_user_tag.strip("[|]").lower(): "user"}
+    out = []
+    for m in messages:
+        key = m["role"].strip().strip("[|]").lower()
+        role = ROLE_ALIASES.get(key) or tags.get(key)
+        if role is None:
+            return None, f"unknown role {m['role']!r}"
+        if role != "system":
+            out.append({"role": role, "content": m["content"]})
+    if not any(m["role"] == "assistant" for m in out):
+        return None, "no assistant message"
+    return out, ""
+
+
+def _weighted_indices(n: int, weight: float, rng) -> list[int]:
+    """``round(weight * n)`` row indices: whole copies of the corpus plus a seeded sample of the remainder."""
+    want = round(weight * n)
+    full, rest = divmod(want, n) if n else (0, 0)
+    return [i for _ in range(full) for i in range(n)] + sorted(rng.choice(n, size=rest, replace=False).tolist())
+
+
+def build_training_set(corpora: list, *, condition: str = "full", seed: int = 42, language="it"):
+    """Mix corpora into one shuffled training set (METHOD.md D27, D28).
+
+    Args:
+        corpora: :class:`Corpus` objects or specs (``NAME=PATH@WEIGHT``).
+        condition: ``fauno``, ``generated`` or ``full`` (METHOD.md §6.1).
+        seed: the shuffle and sampling seed (recorded in the manifest and the card).
+
+    Returns:
+        ``(dataset, report)``: a ``datasets.Dataset`` with ``id``, ``source`` and ``messages``, and a dict with
+        the per-corpus row counts and the rows skipped (id and reason).
+    """
+    import numpy as np
+    from datasets import Dataset
+
+    from cerbero_hf.io import load_table
+    from cerbero_hf.languages import load_language
+
+    pack = load_language(language)
+    chosen = select_corpora([Corpus.parse(c) for c in corpora], condition)
+    rng = np.random.default_rng(seed)
+    rows, report = [], {"condition": condition, "seed": seed, "corpora": [], "skipped": []}
+    for c in chosen:
+        ds = load_table(c.path, config=c.config, split=c.split)
+        if "messages" not in ds.column_names:
+            raise InputError("no 'messages' column (expected the cerbero-hf row schema)", file=c.path)
+        kept = []
+        for i, row in enumerate(ds):
+            msgs, reason = training_messages(row["messages"], pack)
+            rid = str(row.get("id") or f"{c.name}-{i}")
+            if msgs is None:
+                report["skipped"].append({"corpus": c.name, "id": rid, "reason": reason})
+            else:
+                kept.append({"id": rid, "source": row.get("source") or c.name, "messages": msgs})
+        picked = [kept[i] for i in _weighted_indices(len(kept), c.weight, rng)] if kept else []
+        rows.extend(picked)
+        report["corpora"].append({"name": c.name, "path": c.path, "hub_id": c.hub_id, "weight": c.weight,
+                                  "rows_in": len(ds), "rows_used": len(picked)})
+    if not rows:
+        raise InputError(f"no trainable conversations in condition {condition!r}")
+    order = rng.permutation(len(rows))
+    return Dataset.from_list([rows[i] for i in order]), report
