@@ -114,18 +114,24 @@ def save_hub_folder(out: str | os.PathLike, configs: dict, *, card_data: dict | 
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    entries = []
+    entries, infos = [], []
     for name, ds in configs.items():
         d = out / config_dir(name)
         d.mkdir(parents=True, exist_ok=True)
         for old in d.glob("train-*.parquet"):
             old.unlink()
         ds.to_parquet(str(d / "train-00000-of-00001.parquet"))
+        # Sizes in the card (as push_to_hub writes them). datasets hashes a local folder's cache key from the
+        # README (configs + dataset_info) only, not from the files: without them, load_dataset(out) returns
+        # stale rows after out is rewritten, or another folder's rows (datasets#6465-like).
+        size = (d / "train-00000-of-00001.parquet").stat().st_size
+        infos.append({"config_name": name, "download_size": size, "dataset_size": ds.data.nbytes,
+                      "splits": [{"name": "train", "num_bytes": ds.data.nbytes, "num_examples": len(ds)}]})
         entry = {"config_name": name, "data_files": [{"split": "train", "path": f"{config_dir(name)}/train-*"}]}
         if name == "default":
             entry["default"] = True
         entries.append(entry)
-    data = DatasetCardData(**(card_data or {}), configs=entries)
+    data = DatasetCardData(**(card_data or {}), configs=entries, dataset_info=infos)
     if pretty_name:
         data.pretty_name = pretty_name
     card = DatasetCard.from_template(data, template_str="---\n{{ card_data }}\n---\n{{ body }}\n", body=body)

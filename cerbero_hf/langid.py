@@ -123,7 +123,10 @@ def lingua_detect(sentences: list[str], pack: LanguagePack) -> list[str | None]:
         return []
     detector = _detector(pack.lingua_name)
     out = []
-    for lang in detector.detect_languages_in_parallel_of(sentences):
+    # one sentence at a time: Lingua's own thread pool deadlocks in forked Dataset.map(num_proc) workers,
+    # and parallelism comes from num_proc anyway
+    for sentence in sentences:
+        lang = detector.detect_language_of(sentence)
         out.append(None if lang is None else (ENGLISH if lang.name == "ENGLISH" else pack.code))
     return out
 
