@@ -11,10 +11,12 @@ as they were at that commit. ``evaluate.load("<ns>/<name>")`` asks
 
 Test hooks (use them from the process that runs the server):
 
-* ``server.log``: every request as ``Request(method, path, query, headers, body, status)``.
+* ``server.log``: every request as ``Request(method, path, query, headers, body, status)`` (header
+  names lower-cased).
 * ``server.inject_fault(pattern, status=503, count=1, method=None)``: the next ``count`` requests whose
   path matches the regex ``pattern`` get ``status`` (``status=0`` drops the connection instead).
-* ``server.lfs_uploads()``: the successful LFS ``PUT`` requests; ``server.reset_log()``.
+* ``server.lfs_uploads(repo_id="")``: the successful LFS ``PUT`` requests; ``server.reset_log()``.
+* ``server.committed_paths()``: every path sent in a successful commit; ``server.files(type, id, rev)``.
 
 Run standalone: ``python tests/hub_emulator.py --port 8765`` then ``HF_ENDPOINT=http://127.0.0.1:8765``,
 ``HF_TOKEN=hf_anything``, ``HF_HUB_DISABLE_XET=1`` (and no ``HF_HUB_OFFLINE``).
@@ -86,6 +88,7 @@ class Repo:
     private: bool
     sdk: str | None
     commits: list[Commit] = field(default_factory=list)
+    lfs: dict[str, bytes] = field(default_factory=dict)  # LFS objects by sha256, per repo as on the Hub
 
     @property
     def head(self) -> Commit:
@@ -124,7 +127,6 @@ class HubEmulator(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.user = user
         self.repos: dict[tuple[str, str], Repo] = {}
-        self.lfs_store: dict[str, bytes] = {}
         self.log: list[Request] = []
         self.faults: list[Fault] = []
         self.lock = threading.RLock()
@@ -163,14 +165,14 @@ class HubEmulator(ThreadingHTTPServer):
         with self.lock:
             return [r for r in self.log if (method is None or r.method == method) and re.search(pattern, r.path)]
 
-    def lfs_uploads(self) -> list[Request]:
-        """Successful LFS content uploads (the bytes actually sent to the store)."""
-        return [r for r in self.requests("PUT", r"^/lfs-upload/") if r.status == 200]
+    def lfs_uploads(self, repo_id: str = "") -> list[Request]:
+        """Successful LFS content uploads (the bytes actually sent), optionally for one repo."""
+        return [r for r in self.requests("PUT", rf"^/lfs-upload/[a-z]+/{re.escape(repo_id)}") if r.status == 200]
 
-    def committed_paths(self) -> list[str]:
-        """Every path sent in a commit (``file`` or ``lfsFile`` line), in order, over the whole log."""
+    def committed_paths(self, repo_id: str = "") -> list[str]:
+        """Every path sent in a successful commit (``file`` / ``lfsFile`` lines), in order, optionally for one repo."""
         paths = []
-        for r in self.requests("POST", r"/commit/"):
+        for r in self.requests("POST", rf"^/api/[a-z]+/{re.escape(repo_id)}.*/commit/"):
             if r.status != 200:
                 continue
             for line in r.body.splitlines():
@@ -246,7 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         path, query = split.path, split.query
         body = self._read_body() if self.command in ("POST", "PUT") else b""
-        self._record = Request(self.command, path, query, dict(self.headers.items()), body)
+        self._record = Request(self.command, path, query, {k.lower(): v for k, v in self.headers.items()}, body)
         with self.server.lock:
             self.server.log.append(self._record)
         fault = self.server.take_fault(self.command, path)
@@ -278,12 +280,14 @@ class _Handler(BaseHTTPRequestHandler):
                                     "fullname": self.server.user, "orgs": [], "isPro": False,
                                     "auth": {"type": "access_token",
                                              "accessToken": {"displayName": "emulator", "role": "write"}}})
-        if path.startswith("/lfs-upload/") and cmd == "PUT":
-            oid = path.rsplit("/", 1)[1]
-            if hashlib.sha256(body).hexdigest() != oid:
+        if (m := re.fullmatch(r"/lfs-upload/(models|datasets|spaces)/([^/]+/[^/]+)/([0-9a-f]{64})", path)) and cmd == "PUT":
+            repo = self.server.repos.get((m.group(1), m.group(2)))
+            if repo is None:
+                return self._error(404, "RepoNotFound", "no such repo")
+            if hashlib.sha256(body).hexdigest() != m.group(3):
                 return self._error(400, "BadRequest", "sha256 mismatch")
             with self.server.lock:
-                self.server.lfs_store[oid] = body
+                repo.lfs[m.group(3)] = body
             return self._send(200, b"")
         if m := re.fullmatch(r"/api/(models|datasets|spaces)/([^/]+/[^/]+)(?:/(.*))?", path):
             return self._api(m.group(1), m.group(2), m.group(3) or "", q, body)
@@ -380,15 +384,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"files": files, "commitOid": commit.sha})
 
     def _lfs_batch(self, t: str, repo_id: str, payload: dict) -> None:
-        if self._repo(t, repo_id) is None:
+        repo = self._repo(t, repo_id)
+        if repo is None:
             return
         if not self._token():
             return self._error(401, "Unauthorized", "You must be logged in to upload")
         objects = []
         for obj in payload.get("objects", []):
             out = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
-            if obj["oid"] not in self.server.lfs_store:
-                out["actions"] = {"upload": {"href": f"{self.server.endpoint}/lfs-upload/{obj['oid']}", "header": {}}}
+            if obj["oid"] not in repo.lfs:
+                href = f"{self.server.endpoint}/lfs-upload/{t}/{repo_id}/{obj['oid']}"
+                out["actions"] = {"upload": {"href": href, "header": {}}}
             objects.append(out)
         self._send(200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
                    content_type="application/vnd.git-lfs+json")
@@ -411,7 +417,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif key == "file":
                 files[value["path"]] = Blob(base64.b64decode(value["content"]), False)
             elif key == "lfsFile":
-                data = self.server.lfs_store.get(value["oid"])
+                data = repo.lfs.get(value["oid"])
                 if data is None:
                     return self._error(400, "BadRequest", f"LFS object {value['oid']} was never uploaded")
                 files[value["path"]] = Blob(data, True)
