@@ -1,0 +1,368 @@
+"""The MLM quality metric: pseudo-log-likelihood scoring and the NLL < 2 filter (METHOD.md §5, D21–D24).
+
+:class:`PLLScorer` gives each text the mean negative log-probability (natural log) of its tokens, each
+token masked in turn and predicted by a masked LM (Salazar et al. 2020; the paper's "NLL", Fig. 3).
+It is fast by construction:
+
+- the masked copies of all texts in a call are flattened and bucketed by exact length (no padding,
+  no attention mask, so the SDPA kernel's fastest path is used);
+- the encoder runs under ``torch.inference_mode`` and the LM head runs only at the masked position of
+  each copy (the full-vocabulary projection at every position is most of the naive cost);
+- texts longer than the model window are scored with windows of stride half a window; every token is
+  scored exactly once, in the window where its smaller side of context is largest (D23).
+
+Every copy is an independent forward pass, so scores do not depend on the batch size.
+
+:class:`QualityFilter` applies the paper's "below 2" cut to scored conversations (D24) and
+:func:`summarize` gives a corpus's NLL distribution (Fig. 4).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from cerbero_hf.errors import InputError
+from cerbero_hf.schema import dump_meta, get_meta
+
+VARIANTS = ("pll", "word_l2r")
+QUANTILES = (0.05, 0.25, 0.75, 0.95)
+
+
+@dataclass(frozen=True)
+class TextScore:
+    """One text's score: ``nll`` is the mean over its ``n_tokens`` scored tokens (nats/token)."""
+
+    nll: float
+    n_tokens: int
+
+
+def window_plan(n: int, window: int) -> list[tuple[int, int, int]]:
+    """Split ``n`` content tokens into ``(start, first, last)`` triples (D23).
+
+    Windows of ``window`` tokens start every ``window // 2`` tokens (the last one ends at ``n``); each
+    token ``i`` is scored in the window maximising ``min(i - start, start + window - 1 - i)``, the
+    earlier one on ties. ``first..last`` (exclusive) are the tokens scored in the window at ``start``.
+    """
+    if n <= window:
+        return [(0, 0, n)]
+    stride = max(1, window // 2)
+    starts = list(range(0, n - window, stride)) + [n - window]
+    plan, i = [], 0
+    for k, s in enumerate(starts):
+        first = i
+        while i < n and (k == len(starts) - 1 or _ctx(i, s, window) >= _ctx(i, starts[k + 1], window)):
+            i += 1
+        if i > first:
+            plan.append((s, first, i))
+    return plan
+
+
+def _ctx(i: int, start: int, window: int) -> int:
+    return min(i - start, start + window - 1 - i) if start <= i < start + window else -1
+
+
+class PLLScorer:
+    """Pseudo-log-likelihood scorer over a masked LM; also a ``datasets`` transform.
+
+    Args:
+        model_id_or_path: a masked LM (Hub id or local folder), e.g. ``dbmdz/bert-base-italian-xxl-cased`` (D21).
+        device: ``"cpu"``, ``"cuda"``...; default: CUDA when available.
+        dtype: torch dtype or its name (``"float32"``, ``"bfloat16"``); log-softmax always runs in float32.
+        batch_tokens: at most this many tokens (rows × length) per forward pass.
+        variant: ``"pll"`` (the paper's plain PLL) or ``"word_l2r"`` (Kauf & Ivanova 2023: also mask the
+            later sub-tokens of the same word).
+        max_length: model window in tokens, specials included; default: the model's.
+
+    As a transform (``ds.map(PLLScorer(...), batched=True)``, paper §3.4): reads ``messages``; writes
+    ``meta`` with ``nll`` (one per message, ``None`` for a message with no scorable token), ``nll_tokens``,
+    ``nll_mean`` (mean over all scored tokens of the conversation) and ``nll_model``. The model loads on
+    first use, so the scorer pickles cheaply (``num_proc`` and fingerprinting work).
+    """
+
+    def __init__(self, model_id_or_path, *, device: str | None = None, dtype=None, batch_tokens: int = 8192,
+                 variant: str = "pll", max_length: int | None = None):
+        if variant not in VARIANTS:
+            raise InputError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+        if batch_tokens < 1:
+            raise InputError("batch_tokens must be positive")
+        self.model_id = str(model_id_or_path)
+        self.device, self.dtype, self.batch_tokens = device, dtype, batch_tokens
+        self.variant, self.max_length = variant, max_length
+        self._model = self._tok = None
+
+    def __getstate__(self):
+        """Pickle the settings only; the model reloads on first use (keeps ``Dataset.map`` hashing cheap)."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")} | {"_model": None, "_tok": None}
+
+    # -- loading -------------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(self.model_id)
+        except Exception as err:  # noqa: BLE001 - any loading failure is an input problem
+            raise InputError(f"cannot load tokenizer: {str(err).splitlines()[0]}", file=self.model_id) from None
+        if tok.mask_token_id is None:
+            raise InputError("the tokenizer has no mask token: PLL needs a masked language model", file=self.model_id)
+        dtype = getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
+        try:
+            model = AutoModelForMaskedLM.from_pretrained(self.model_id, dtype=dtype or torch.float32)
+        except Exception as err:  # noqa: BLE001
+            raise InputError(f"cannot load a masked LM: {str(err).splitlines()[0]}", file=self.model_id) from None
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._model, self._tok, self._device = model.to(device).eval(), tok, device
+        limits = [x for x in (tok.model_max_length, getattr(model.config, "max_position_embeddings", None),
+                              self.max_length) if x and x < 1_000_000]
+        probe = tok("a")["input_ids"]
+        content = tok("a", add_special_tokens=False)["input_ids"]
+        k = next(k for k in range(len(probe)) if probe[k:k + len(content)] == content)
+        self._prefix, self._suffix = probe[:k], probe[k + len(content):]
+        self._window = min(limits or [512]) - len(probe) + len(content)
+        if self._window < 2:
+            raise InputError(f"model window too small ({min(limits)} tokens)", file=self.model_id)
+        self._special = set(tok.all_special_ids)
+        self._encoder, self._head = _split_model(model)
+
+    # -- scoring -------------------------------------------------------------------------------------
+
+    def score(self, texts: list[str]) -> list[TextScore]:
+        """Score ``texts``; raises :class:`InputError` for a non-string or a text with no scorable token."""
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InputError(f"text {i} is {type(t).__name__}, expected a string")
+        scores = self._score(list(texts))
+        for i, s in enumerate(scores):
+            if s.n_tokens == 0:
+                raise InputError(f"text {i} has no token to score (empty or only special tokens): {texts[i]!r:.40}")
+        return scores
+
+    def _score(self, texts: list[str]) -> list[TextScore]:
+        import torch
+
+        self._load()
+        copies = self._copies(texts)  # (length, text index, window ids, masked positions, target pos, target id)
+        totals, counts = [0.0] * len(texts), [0] * len(texts)
+        by_len: dict[int, list] = {}
+        for c in copies:
+            by_len.setdefault(len(c[1]), []).append(c)
+        with torch.inference_mode():
+            for length in sorted(by_len):
+                group = by_len[length]
+                rows = max(1, self.batch_tokens // length)
+                for b in range(0, len(group), rows):
+                    chunk = group[b:b + rows]
+                    nll = self._forward(chunk, length)
+                    for (t, *_), v in zip(chunk, nll):
+                        totals[t] += v
+                        counts[t] += 1
+        return [TextScore(totals[i] / counts[i] if counts[i] else float("nan"), counts[i]) for i in range(len(texts))]
+
+    def _copies(self, texts: list[str]) -> list[tuple]:
+        """One entry per scored token: ``(text, window_ids, masked_positions, target_pos, target_id)``."""
+        enc = self._tok(texts, add_special_tokens=False, verbose=False) if texts else {"input_ids": []}
+        out, p = [], len(self._prefix)
+        for t, ids in enumerate(enc["input_ids"]):
+            words = enc.word_ids(t) if self.variant == "word_l2r" else None
+            for start, first, last in window_plan(len(ids), self._window):
+                end = min(len(ids), start + self._window)
+                win = tuple(self._prefix + ids[start:end] + self._suffix)
+                for i in range(first, last):
+                    if ids[i] in self._special:
+                        continue
+                    masked = [p + i - start]
+                    if words is not None and words[i] is not None:
+                        j = i + 1
+                        while j < end and words[j] == words[i]:
+                            masked.append(p + j - start)
+                            j += 1
+                    out.append((t, win, masked, p + i - start, ids[i]))
+        return out
+
+    def _forward(self, chunk: list[tuple], length: int) -> list[float]:
+        import torch
+
+        ids = torch.tensor([c[1] for c in chunk], dtype=torch.long)
+        rows = torch.tensor([r for r, c in enumerate(chunk) for _ in c[2]], dtype=torch.long)
+        cols = torch.tensor([m for c in chunk for m in c[2]], dtype=torch.long)
+        ids[rows, cols] = self._tok.mask_token_id
+        pos = torch.tensor([c[3] for c in chunk], dtype=torch.long, device=self._device)
+        target = torch.tensor([c[4] for c in chunk], dtype=torch.long, device=self._device)
+        hidden = self._encoder(ids.to(self._device))  # [rows, length, hidden]
+        picked = hidden[torch.arange(len(chunk), device=self._device), pos]  # [rows, hidden]
+        logp = self._head(picked).float().log_softmax(-1)
+        return (-logp.gather(1, target[:, None])[:, 0]).tolist()
+
+    # -- datasets transform --------------------------------------------------------------------------
+
+    def __call__(self, batch: dict) -> dict:
+        """Score every message of a batch (or of one row) and write the NLLs into ``meta``."""
+        single = bool(batch.get("messages")) and isinstance(batch["messages"][0], dict)
+        convs = [batch["messages"]] if single else batch["messages"]
+        metas = [batch.get("meta")] if single else batch.get("meta") or [None] * len(convs)
+        texts, where = [], []
+        for r, msgs in enumerate(convs):
+            for m, msg in enumerate(msgs or []):
+                if not isinstance(msg.get("content"), str):
+                    raise InputError(f"message {m} content is {type(msg.get('content')).__name__}, expected a string",
+                                     row=r, column="messages")
+                texts.append(msg["content"])
+                where.append((r, m))
+        scores = self._score(texts)
+        per = [[None] * len(msgs or []) for msgs in convs]
+        for (r, m), s in zip(where, scores):
+            per[r][m] = s
+        out = []
+        for r, raw in enumerate(metas):
+            meta = get_meta({"meta": raw})
+            ok = [s for s in per[r] if s is not None and s.n_tokens]
+            n = sum(s.n_tokens for s in ok)
+            meta.update(nll=[s.nll if s is not None and s.n_tokens else None for s in per[r]],
+                        nll_tokens=[s.n_tokens if s is not None else 0 for s in per[r]],
+                        nll_mean=sum(s.nll * s.n_tokens for s in ok) / n if n else None, nll_model=self.model_id)
+            out.append(dump_meta(meta))
+        return {"meta": out[0] if single else out}
+
+
+def _split_model(model):
+    """Return ``(encoder, head)``: hidden states of every position, and the LM head for gathered states."""
+    for base_attr, head_attr in (("bert", "cls"), ("roberta", "lm_head"), ("xlm_roberta", "lm_head"),
+                                 ("camembert", "lm_head")):
+        base, head = getattr(model, base_attr, None), getattr(model, head_attr, None)
+        if base is not None and head is not None:
+            return (lambda ids: base(input_ids=ids).last_hidden_state), head
+    # Any other masked LM: run it whole and take the logits (correct, only slower).
+    return (lambda ids: model(input_ids=ids).logits), (lambda logits: logits)
+
+
+# -- corpus summaries --------------------------------------------------------------------------------
+
+def summarize(nlls, *, threshold: float = 2.0, bins: int = 50, range_: tuple[float, float] = (0.0, 5.0)) -> dict:
+    """Distribution of per-message NLLs (Fig. 4): count, mean, median, quantiles, share under ``threshold``
+    (strict, D24) and a histogram over ``range_`` (values outside are clipped into the end bins)."""
+    import numpy as np
+
+    x = np.asarray([v for v in nlls if v is not None and not math.isnan(v)], dtype=float)
+    if len(x) == 0:
+        return {"count": 0, "mean": None, "median": None, "quantiles": {}, "share_under": None,
+                "threshold": threshold, "histogram": {"counts": [0] * bins,
+                                                      "edges": np.linspace(*range_, bins + 1).tolist()}}
+    counts, edges = np.histogram(np.clip(x, *range_), bins=bins, range=range_)
+    return {"count": int(len(x)), "mean": float(x.mean()), "median": float(np.median(x)),
+            "quantiles": {str(q): float(np.quantile(x, q)) for q in QUANTILES},
+            "share_under": float((x < threshold).mean()), "threshold": threshold,
+            "histogram": {"counts": counts.tolist(), "edges": edges.tolist()}}
+
+
+def message_nlls(ds_or_rows) -> list:
+    """Every per-message NLL stored in the rows' ``meta["nll"]`` (``None`` for unscorable messages)."""
+    out = []
+    for row in ds_or_rows:
+        out.extend(get_meta(row).get("nll") or [])
+    return out
+
+
+# -- the NLL < 2 filter ------------------------------------------------------------------------------
+
+POLICIES = ("truncate", "drop_conversation", "drop_message")
+RULE = "mlm_nll"
+
+
+class QualityFilter:
+    """The paper's quality cut: keep only messages with NLL strictly below ``max_nll`` (§4, D24).
+
+    Args:
+        max_nll: the threshold; a message passes when ``nll < max_nll`` (2.0 fails).
+        policy: ``"truncate"`` (default: cut the conversation before its first failing message, drop a
+            trailing user turn, keep it if at least one user → assistant exchange remains),
+            ``"drop_conversation"`` (reject the whole conversation), ``"drop_message"`` (remove failing
+            messages only; alternation is not preserved).
+
+    Input columns: ``id``, ``messages``, ``source``, ``meta`` with ``meta["nll"]`` from :class:`PLLScorer`.
+    Output: :meth:`split` returns ``(kept, rejected)``; kept rows carry only their surviving messages and
+    every per-message list in ``meta`` (a list as long as ``messages``) is sliced alongside; each removed
+    part is one rejected row with the same ``id``, ``rule="mlm_nll"``, a ``reason`` naming the failing
+    message and its NLL, and ``meta["removed_indices"]`` (positions in the original conversation).
+    A message with no scorable token (``nll`` is ``None``) fails.
+    """
+
+    def __init__(self, max_nll: float = 2.0, policy: str = "truncate"):
+        if policy not in POLICIES:
+            raise InputError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+        self.max_nll, self.policy = float(max_nll), policy
+
+    def passes(self, nll) -> bool:
+        return nll is not None and not math.isnan(nll) and nll < self.max_nll
+
+    def apply(self, row: dict, index: int | None = None) -> tuple[dict | None, list[dict]]:
+        """Return ``(kept_row or None, rejected_rows)`` for one scored row."""
+        msgs, meta = list(row["messages"]), get_meta(row)
+        nll = meta.get("nll")
+        if not isinstance(nll, list) or len(nll) != len(msgs):
+            raise InputError("no per-message NLL in meta (run PLLScorer first, e.g. `cerbero-hf score`)",
+                             row=index, column="meta")
+        failing = [i for i, v in enumerate(nll) if not self.passes(v)]
+        if not failing:
+            return row, []
+        why = self._why(failing[0], msgs, nll)
+        if self.policy == "drop_conversation":
+            return None, [self._part(row, meta, range(len(msgs)), f"{why}; conversation dropped")]
+        if self.policy == "drop_message":
+            keep = [i for i in range(len(msgs)) if i not in set(failing)]
+            reason = "; ".join(self._why(i, msgs, nll) for i in failing)
+            if not keep:
+                return None, [self._part(row, meta, range(len(msgs)), f"{reason}; no message left")]
+            return self._part(row, meta, keep), [self._part(row, meta, failing, f"{reason}; message dropped")]
+        cut = failing[0]
+        while cut > 0 and msgs[cut - 1]["role"] == "user":
+            cut -= 1
+        keep = range(cut)
+        exchange = any(msgs[i]["role"] == "user" and msgs[i + 1]["role"] == "assistant" for i in range(cut - 1))
+        if not exchange:
+            return None, [self._part(row, meta, range(len(msgs)), f"{why}; no user → assistant exchange before it")]
+        return self._part(row, meta, keep), [self._part(row, meta, range(cut, len(msgs)),
+                                                        f"{why}; conversation truncated at message {cut}")]
+
+    def _why(self, i: int, msgs: list, nll: list) -> str:
+        value = "no scorable token" if nll[i] is None else f"NLL {nll[i]:.3f} is not < {self.max_nll:g}"
+        return f"message {i} ({msgs[i]['role']}): {value}"
+
+    def _part(self, row: dict, meta: dict, indices, reason: str | None = None) -> dict:
+        idx, n = list(indices), len(row["messages"])
+        part_meta = {k: ([v[i] for i in idx] if isinstance(v, list) and len(v) == n else v) for k, v in meta.items()}
+        if reason is not None:
+            part_meta["removed_indices"] = idx
+        else:
+            ok = [(v, t) for v, t in zip(part_meta["nll"], part_meta.get("nll_tokens") or [1] * len(idx)) if v is not None]
+            total = sum(t for _, t in ok)
+            part_meta["nll_mean"] = sum(v * t for v, t in ok) / total if total else None
+        out = dict(row, messages=[row["messages"][i] for i in idx], meta=dump_meta(part_meta))
+        if reason is not None:
+            out.update(rule=RULE, reason=reason)
+        return out
+
+    def _batch(self, batch: dict, indices: list[int]) -> dict:
+        cols = list(batch)
+        out = {c: [] for c in cols + ["rule", "reason", "_kept"]}
+        for k, idx in enumerate(indices):
+            row = {c: batch[c][k] for c in cols}
+            kept, rejected = self.apply(row, idx)
+            for r, flag in ([(kept, True)] if kept is not None else []) + [(r, False) for r in rejected]:
+                for c in cols:
+                    out[c].append(r[c])
+                out["rule"].append(r.get("rule", ""))
+                out["reason"].append(r.get("reason", ""))
+                out["_kept"].append(flag)
+        return out
+
+    def split(self, ds):
+        """Filter a scored ``datasets.Dataset``: returns ``(kept, rejected)`` datasets."""
+        both = ds.map(self._batch, batched=True, with_indices=True, remove_columns=ds.column_names,
+                      desc="NLL filter")
+        kept = both.filter(lambda k: k, input_columns="_kept").remove_columns(["rule", "reason", "_kept"])
+        rejected = both.filter(lambda k: not k, input_columns="_kept").remove_columns("_kept")
+        return kept, rejected
