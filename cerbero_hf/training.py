@@ -271,6 +271,19 @@ def _merge_lora(cfg: TrainConfig, tok, report: dict, stops: list[str]) -> Path:
     return out
 
 
+def check_inputs(cfg: TrainConfig) -> None:
+    """Fail fast, before any heavy import, on a bad condition, a missing corpus or a missing repo id."""
+    from cerbero_hf.training_data import select_corpora
+
+    if not cfg.output_dir:
+        raise InputError("an output folder is needed")
+    if cfg.push_to_hub and not cfg.hub_model_id:
+        raise InputError("pushing to the Hub needs a repo id (--push-to-hub USER/NAME)")
+    for c in select_corpora([Corpus.parse(c) for c in cfg.corpora], cfg.condition):
+        if c.hub_id is None and not Path(c.path).exists():
+            raise InputError("no such file or folder", file=c.path)
+
+
 def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     """Fine-tune ``cfg.model`` on ``cfg.corpora`` with TRL's ``SFTTrainer`` (METHOD.md §6).
 
@@ -280,10 +293,7 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     """
     from transformers.trainer_utils import get_last_checkpoint
 
-    if not cfg.output_dir:
-        raise InputError("an output folder is needed")
-    if cfg.push_to_hub and not cfg.hub_model_id:
-        raise InputError("pushing to the Hub needs a repo id (--push-to-hub USER/NAME)")
+    check_inputs(cfg)
     ds, report = build_training_set(cfg.corpora, condition=cfg.condition, seed=cfg.seed, language=cfg.language)
     train_ds, eval_ds = _split(ds, cfg.eval_fraction, cfg.seed)
 

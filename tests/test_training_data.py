@@ -132,3 +132,17 @@ def test_assistant_mask_marks_only_replies(tiny_chat_lm):
     # byte-level BPE glues the space after the tag to the reply's first token, so that token is in the loss too
     assert masked == " Ciao! Come posso aiutarti?\n</s> Prego.\n</s>"
     assert tok.decode([i for i, m in zip(ids, mask) if not m]) == "<s>[|Umano|] Ciao\n[|Assistente|][|Umano|] Grazie\n[|Assistente|]"
+
+
+def test_multi_gpu_configs_load():
+    import json
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    root = Path(__file__).resolve().parent.parent / "configs" / "accelerate"
+    zero1 = load_config_from_file(str(root / "zero1.yaml"))
+    assert zero1.distributed_type == "DEEPSPEED" and zero1.deepspeed_config["zero_stage"] == 1
+    assert load_config_from_file(str(root / "multi_gpu.yaml")).distributed_type == "MULTI_GPU"
+    ds = json.loads((root / "ds_zero1.json").read_text())
+    assert ds["zero_optimization"]["stage"] == 1 and ds["train_micro_batch_size_per_gpu"] == "auto"

@@ -82,7 +82,7 @@ def register(app) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from cerbero_hf.errors import InputError
-        from cerbero_hf.training import TrainConfig
+        from cerbero_hf.training import TrainConfig, check_inputs
         from cerbero_hf.training import train as run_train
 
         if len(args) < 2:
@@ -111,6 +111,7 @@ def register(app) -> None:
         if not cfg.corpora:
             raise InputError("no corpora: pass CORPUS arguments or list them under 'corpora' in the recipe")
 
+        check_inputs(cfg)
         console = Console(stderr=True)
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn()]
