@@ -53,9 +53,14 @@ def is_hub_id(spec: str) -> bool:
 
 def load_table(spec: str | os.PathLike, *, config: str | None = None, split: str = "train"):
     """Load ``spec`` as a ``datasets.Dataset`` (see module docstring)."""
+    path = Path(spec)
+    if not path.exists() and not is_hub_id(str(spec)):
+        raise InputError("no such file or folder", file=str(spec))  # before the slow datasets import
+    if path.is_file() and path.suffix.lower() not in FILE_FORMATS:
+        raise InputError(f"unknown format {path.suffix or '(no extension)'!r}; expected one of "
+                         f"{', '.join(FILE_FORMATS)} or a folder", file=str(path))
     import datasets
 
-    path = Path(spec)
     if not path.exists():
         if is_hub_id(str(spec)):
             try:

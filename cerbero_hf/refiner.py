@@ -203,6 +203,12 @@ class Refiner:
     def _tick(self, name: str, seconds: float) -> None:
         self.timings[name] = self.timings.get(name, 0.0) + seconds
 
+    def check_input(self, ds, file: str | None = None) -> str | None:
+        """Raise InputError for an empty dataset or unusable columns; return the transcript column or None."""
+        if len(ds) == 0:
+            raise InputError("empty dataset (0 rows)", file=file)
+        return detect_text_column(ds, self.text_column, file)
+
     # -- the whole run -----------------------------------------------------------------------------
     def run(self, ds, file: str | None = None):
         """Refine ``ds``; returns ``(kept, rejected, report)`` (datasets)."""
@@ -212,9 +218,7 @@ class Refiner:
         from cerbero_hf.schema import features, rejected_features
 
         start = time.perf_counter()
-        if len(ds) == 0:
-            raise InputError("empty dataset (0 rows)", file=file)
-        text_column = detect_text_column(ds, self.text_column, file)
+        text_column = self.check_input(ds, file)
         work = features()
         work.update({"_rule": Value("string"), "_reason": Value("string"), "_hashes": List(Value("int64")),
                      **{f"_n_{r}": Value("int32") for r in COUNTED}})
