@@ -24,6 +24,8 @@ def register(app) -> None:
                                                               "serve: the path it serves).")] = None,
         api_key_env: Annotated[Optional[str], typer.Option(help="Name of the environment variable holding the "
                                                            "endpoint's API key (never printed).")] = None,
+        extra_body: Annotated[Optional[str], typer.Option(help="JSON object of extra fields for chat requests "
+                                                          "(server-specific options).")] = None,
         model: Annotated[Optional[str], typer.Option(help="Local generator (path or id): runs in-process, "
                                                      "batching concurrent requests.")] = None,
         embedder: Annotated[Optional[str], typer.Option(help="Sentence-transformers model (default: the "
@@ -67,6 +69,16 @@ def register(app) -> None:
             raise InputError(f"--lengths must be comma-separated integers, got {lengths!r}") from None
         if min(length_list) < 2:
             raise InputError("--lengths must all be >= 2")
+        extra = None
+        if extra_body:
+            import json
+
+            try:
+                extra = json.loads(extra_body)
+            except ValueError:
+                extra = None
+            if not isinstance(extra, dict):
+                raise InputError("--extra-body must be a JSON object")
 
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
@@ -88,7 +100,7 @@ def register(app) -> None:
         if endpoint:
             backend = EndpointBackend(endpoint, mode, endpoint_model, api_key_env=api_key_env,
                                       concurrency=concurrency, timeout=timeout, max_attempts=request_attempts,
-                                      backoff=backoff)
+                                      backoff=backoff, extra_body=extra)
         else:
             backend = LocalBackend(model, mode, device=device, max_batch=min(concurrency, 32))
         emb = Embedder(embedder or pack.embedder, device=device)

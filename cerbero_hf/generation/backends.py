@@ -124,15 +124,19 @@ class EndpointBackend:
         max_attempts: attempts per request (first try included).
         backoff: base delay in seconds; attempt k waits ``uniform(0, min(backoff_max, backoff * 2**k))``
             unless the server sent ``Retry-After``.
+        extra_body: extra JSON fields for chat requests (server-specific options, e.g. vLLM's ``top_k``, or
+            ``transformers serve``'s ``generation_config``: it samples only when the model's generation
+            config has ``do_sample=True`` and otherwise ignores ``temperature``).
     """
 
     def __init__(self, url: str, mode: str = "chat", model: str | None = None, *, api_key_env: str | None = None,
                  concurrency: int = 64, timeout: float = 300.0, max_attempts: int = 5, backoff: float = 1.0,
-                 backoff_max: float = 60.0):
+                 backoff_max: float = 60.0, extra_body: dict | None = None):
         if mode not in ("chat", "completion"):
             raise ValueError(f"mode must be 'chat' or 'completion', got {mode!r}")
         self.url, self.mode, self.model = url.rstrip("/"), mode, model
         self.api_key_env = api_key_env
+        self.extra_body = extra_body
         self.concurrency, self.timeout = concurrency, timeout
         self.max_attempts, self.backoff, self.backoff_max = max_attempts, backoff, backoff_max
         self.stats = {"requests": 0, "retries": 0, "failed": 0, "tokens_in": 0, "tokens_out": 0}
@@ -145,7 +149,8 @@ class EndpointBackend:
     def describe(self) -> dict:
         """Settings safe to record in a card (no key)."""
         return {"backend": "endpoint", "url": self.url, "mode": self.mode, "model": self.model_id,
-                "timeout": self.timeout, "max_attempts": self.max_attempts, "concurrency": self.concurrency}
+                "timeout": self.timeout, "max_attempts": self.max_attempts, "concurrency": self.concurrency,
+                "extra_body": self.extra_body}
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -201,7 +206,8 @@ class EndpointBackend:
         if self.mode == "chat":
             out = await client.chat_completion(
                 request.messages, model=self.model, max_tokens=request.max_new_tokens,
-                temperature=request.temperature, top_p=request.top_p, stop=request.stop or None, seed=request.seed)
+                temperature=request.temperature, top_p=request.top_p, stop=request.stop or None, seed=request.seed,
+                extra_body=self.extra_body)
             if not out.choices or out.choices[0].message is None:
                 raise MalformedResponse("no choices")
             choice = out.choices[0]
@@ -324,7 +330,7 @@ class LocalBackend:
 def payload_dict(backend, request: Request) -> dict:
     """What identifies a request for the replay cache: backend kind, mode, model and the request."""
     return {"backend": type(backend).__name__, "mode": getattr(backend, "mode", ""), "model": backend.model_id,
-            "request": request.to_dict()}
+            "extra_body": getattr(backend, "extra_body", None), "request": request.to_dict()}
 
 
 def payload_hash(backend, request: Request) -> str:

@@ -3,8 +3,9 @@
 The Python API behind ``cerbero-hf generate`` (and the recipe). Output folder:
 
 * ``default`` config (``data/``): conversations with status ``complete`` or ``short``;
-* ``rejected`` config: conversations with status ``failed``, with ``rule="selfchat"`` and ``reason`` = the
-  error, so ``len(default) + len(rejected)`` is the number of planned conversations;
+* ``rejected`` config (written when any conversation failed): conversations with status ``failed``, with
+  ``rule="selfchat"`` and ``reason`` = the error, so ``len(default) + len(rejected)`` is the number of
+  planned conversations;
 * ``README.md``: a dataset card with the run's parameters and counts (never an API key).
 
 Resume (D12): the request cache lives beside the output (``<out>.cache.sqlite`` by default); re-running
@@ -120,7 +121,12 @@ def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int
               "max_attempts": chat.max_attempts, "max_chars": chat.max_chars,
               "reject_truncated": chat.reject_truncated, **chat.sampling,
               "max_conversations": len(plan), "seed_conversations": len(seeds)}
-    save_hub_folder(out_dir, {"default": _table(kept, features()), "rejected": _table(failed, rejected_features())},
+    configs = {"default": _table(kept, features())}
+    if failed:  # an empty config would not load (datasets: "corresponds to no data")
+        configs["rejected"] = _table(failed, rejected_features())
+    for stale in (out_dir / "rejected").glob("train-*.parquet") if not failed else ():
+        stale.unlink()
+    save_hub_folder(out_dir, configs,
                     card_data={"language": [chat.pack.code], "tags": ["cerbero-hf", "synthetic", "self-chat"],
                                "task_categories": ["text-generation"]},
                     body=card_body(params, summary, command), pretty_name="Self-chat corpus (cerbero-hf)")
