@@ -64,6 +64,8 @@ def register(app) -> None:
                                                                "default per format (D32).")] = None,
         endpoint: Annotated[Optional[str], typer.Option(help="Evaluate a model behind this URL (TGI, vLLM, "
                                                              "transformers serve, OpenAI-compatible).")] = None,
+        max_new_tokens: Annotated[Optional[int], typer.Option(help="Override every task's generation length "
+                                                                   "(defaults: 100 for SQuAD-it, 16 for EVALITA).")] = None,
         api_key_env: Annotated[Optional[str], typer.Option(help="Environment variable holding the endpoint's "
                                                                 "API key (read, never printed).")] = None,
         data_dir: Annotated[Optional[Path], typer.Option(help="Read task T from DATA_DIR/T/ instead of the Hub.")] = None,
@@ -102,6 +104,9 @@ def register(app) -> None:
         settings = evaluation_settings(language, task_config)
         configs = task_configs(names, settings, data_dir=data_dir, shots=_parse_shots(shots, names),
                                balanced=balanced, instruction=instruction)
+        if max_new_tokens is not None:
+            for config in configs:
+                config.max_new_tokens = max_new_tokens
         fmt = prompt_format(format, language, settings)
         card_path = card or (Path(model) if Path(model).is_dir() else None)
         if update_card and (card_path is None or not (card_path.is_file() or (card_path / "README.md").is_file())):
