@@ -7,8 +7,8 @@ of its characters are in sentences detected as English. Three cheap parts keep t
    followed by a space and a capital, digit or quote, except after common abbreviations). NLTK Punkt's
    pretrained data cannot be downloaded here and pysbd splits only ~550 sentences/s.
 2. :func:`first_pass`: the language pack's function words against English ones
-   (``languages.ENGLISH_FUNCTION_WORDS``). It settles clear sentences, and whole messages where one side
-   has no function word at all, and sends only the uncertain sentences to Lingua.
+   (``languages.ENGLISH_FUNCTION_WORDS``). It settles whole messages where the pack's function words
+   outnumber English ones 4 to 1, then clear sentences, and sends only the uncertain sentences to Lingua.
 3. Lingua (``lingua-language-detector``) restricted to the pack language and English, built once per
    process, on the uncertain sentences of a whole batch at once.
 
@@ -56,6 +56,15 @@ def split_sentences(text: str) -> list[str]:
         if tail:
             out.append(tail)
     return out
+
+
+_CALL = re.compile(r"\w\(")
+
+
+def _may_hold_code(text: str) -> bool:
+    """Cheap pre-check: without any of these characters :func:`code_share` is 0."""
+    return (any(c in text for c in "{};=<>`$#") or "\n    " in text or "\n\t" in text or text.startswith(("    ", "\t"))
+            or ("(" in text and _CALL.search(text) is not None))
 
 
 def code_share(text: str) -> float:
@@ -160,12 +169,16 @@ class LanguageChecker:
         pack = self.pack
         plans, pending = [], []  # per message: (code, [(chars, verdict-or-index)])
         for text in texts:
-            if code_share(text) > self.code_threshold:
-                plans.append((True, []))
-                continue
-            prose = prose_lines(text)
+            prose = text
+            if _may_hold_code(text):  # only then is the (slower) code detector worth running
+                if code_share(text) > self.code_threshold:
+                    plans.append((True, []))
+                    continue
+                prose = prose_lines(text)
             n_own, n_en, n = count_function_words(prose, pack)
-            if n_en == 0 and n_own >= 3:  # clearly the pack language as a whole: no split needed
+            # whole-message first pass: the pack's function words outnumber English ones 4 to 1, so English
+            # sentences cannot hold half of the text: no split needed (the common case)
+            if n_own >= 3 and 4 * n_en <= n_own:
                 plans.append((False, []))
                 continue
             parts = []

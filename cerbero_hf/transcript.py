@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from types import SimpleNamespace
 
 from cerbero_hf.languages import LanguagePack, load_language
 
@@ -117,8 +118,23 @@ def _tag_regex(user_words: tuple[str, ...], assistant_words: tuple[str, ...]) ->
     return re.compile(rf"(?:[\[|][ \t]*){{1,4}}({alternatives})(?:[ \t]*[|\]]){{1,4}}", re.IGNORECASE)
 
 
+@lru_cache(maxsize=16)
+def _fauno_format_cached(user_tag: str, assistant_tag: str, header: str) -> TranscriptFormat:
+    return TranscriptFormat(user_tag, assistant_tag, header=header, trailing_user=True)
+
+
 def tag_words(pack: LanguagePack, fmt: TranscriptFormat) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The words that denote each role inside a (possibly broken) tag, lower-cased."""
+    return _tag_words(fmt, pack.user_tag, pack.assistant_tag, pack.fauno_user_tag, pack.fauno_assistant_tag,
+                      pack.user_tag_words, pack.assistant_tag_words)
+
+
+@lru_cache(maxsize=16)
+def _tag_words(fmt, user_tag, assistant_tag, fauno_user_tag, fauno_assistant_tag, user_tag_words,
+               assistant_tag_words) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    pack = SimpleNamespace(user_tag=user_tag, assistant_tag=assistant_tag, fauno_user_tag=fauno_user_tag,
+                           fauno_assistant_tag=fauno_assistant_tag, user_tag_words=user_tag_words,
+                           assistant_tag_words=assistant_tag_words)
 
     def inner(tag: str) -> str:
         return tag.strip("[]|").strip().lower()
@@ -137,7 +153,7 @@ def repair_tags(text: str, pack: LanguagePack | str = "it", fmt: TranscriptForma
     to be moved to the start of a line or separated from the text after it.
     """
     pack = load_language(pack)
-    fmt = fmt or fauno_format(pack)
+    fmt = fmt or _fauno_format_cached(pack.fauno_user_tag, pack.fauno_assistant_tag, pack.fauno_header)
     user_words, assistant_words = tag_words(pack, fmt)
     user_set = set(user_words)
     count = 0
@@ -162,7 +178,7 @@ def repair_tags(text: str, pack: LanguagePack | str = "it", fmt: TranscriptForma
 def parse_fauno(text: str, pack: LanguagePack | str = "it") -> tuple[list[dict], int]:
     """Repair the tags of a Fauno transcript and parse it; returns ``(messages, n_tags_repaired)``."""
     pack = load_language(pack)
-    fmt = fauno_format(pack)
+    fmt = _fauno_format_cached(pack.fauno_user_tag, pack.fauno_assistant_tag, pack.fauno_header)
     repaired, n = repair_tags(text, pack, fmt)
     return parse(repaired, fmt), n
 

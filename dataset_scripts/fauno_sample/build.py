@@ -98,15 +98,12 @@ class Writer:
     """Draws unique messages from the templates (a repeated draw is retried with a counter suffix)."""
 
     def __init__(self, rng: random.Random):
-        self.rng, self.seen = rng, set()
+        self.rng, self.seen = rng, {}
 
     def unique(self, text: str) -> str:
-        base, k = text, 1
-        while text in self.seen:
-            k += 1
-            text = f"{base} ({k})"
-        self.seen.add(text)
-        return text
+        k = self.seen.get(text, 0) + 1
+        self.seen[text] = k
+        return text if k == 1 else f"{text} ({k})"
 
     def fill(self, s: str) -> str:
         s = s.format(t=self.rng.choice(TOPICS), q=self.rng.choice(QUALIFIERS))
