@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 PREFIX = {"models": "", "datasets": "datasets/", "spaces": "spaces/"}
 TYPE_OF = {"model": "models", "dataset": "datasets", "space": "spaces", None: "models"}
@@ -495,11 +495,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 TYPE_OF_PREFIX = {"": "models", "datasets/": "datasets", "spaces/": "spaces"}
-
-
-def repo_url_path(repo_type: str | None, repo_id: str) -> str:
-    """The URL path of a repo page: ``datasets/ns/name`` etc. (``quote`` keeps ``/``)."""
-    return quote(PREFIX[TYPE_OF.get(repo_type, repo_type)] + repo_id)
 
 
 def main() -> None:
