@@ -186,7 +186,11 @@ class EndpointBackend:
             try:
                 async with sem:
                     self.stats["requests"] += 1
-                    result = await asyncio.wait_for(self._call(client, request), self.timeout)
+                    if hasattr(asyncio, "timeout"):  # 3.11+: no extra task per request
+                        async with asyncio.timeout(self.timeout):
+                            result = await self._call(client, request)
+                    else:
+                        result = await asyncio.wait_for(self._call(client, request), self.timeout)
                 result.attempts = attempt
                 self.stats["tokens_in"] += result.tokens_in
                 self.stats["tokens_out"] += result.tokens_out
