@@ -32,7 +32,7 @@ DEFAULT_THRESHOLD = 0.9
 # float32 cosines carry ~1e-7 rounding; a value within this of the threshold counts as equal to
 # it (accepted), so "0.9 exactly" is accepted whatever the rounding of the normalisation.
 FLOAT_TOLERANCE = 1e-6
-_STORE_CHUNK = 16384  # store rows per matrix product: keeps each product's output small
+_STORE_CHUNK = 8192  # store rows per matrix product: keeps each product's output small
 _MODELS: dict[tuple[str, str], Any] = {}  # loaded SentenceTransformers, shared by pickled copies
 _MODELS_LOCK = threading.Lock()
 
@@ -55,7 +55,8 @@ class Embedder:
 
     Args:
         model_id_or_path: a local SentenceTransformer folder or a Hub id. ``None`` takes the
-            default of the language packs, ``distiluse-base-multilingual-cased-v2``. Tests and
+            built-in pack's default, ``distiluse-base-multilingual-cased-v2`` (see also
+            :meth:`for_language`). Tests and
             offline runs must pass a local path (STACK.md §3.7).
         device: torch device string.
         batch_size: encode batch size.
@@ -63,9 +64,9 @@ class Embedder:
 
     def __init__(self, model_id_or_path: str | Path | None = None, device: str = "cpu", batch_size: int = 64):
         if model_id_or_path is None:
-            from cerbero_hf.languages import LanguagePack
+            from cerbero_hf.languages import load_language
 
-            model_id_or_path = LanguagePack.__dataclass_fields__["embedder"].default
+            model_id_or_path = load_language("it").embedder
         self.model_id = str(model_id_or_path)
         self.device = device
         self.batch_size = batch_size
@@ -95,6 +96,13 @@ class Embedder:
         out = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
                                 normalize_embeddings=True, show_progress_bar=False)
         return normalise(out)
+
+    @classmethod
+    def for_language(cls, language: Any = "it", **kw) -> "Embedder":
+        """The embedder named by a language pack (code, YAML path or ``LanguagePack``)."""
+        from cerbero_hf.languages import load_language
+
+        return cls(load_language(language).embedder, **kw)
 
     def __getstate__(self):
         return {"model_id": self.model_id, "device": self.device, "batch_size": self.batch_size}
@@ -202,7 +210,7 @@ class EmbeddingStore:
             return best, arg
         for start in range(0, self._n, _STORE_CHUNK):
             chunk = self._vecs[start: min(self._n, start + _STORE_CHUNK)]
-            sims = v @ chunk.T
+            sims = (chunk @ v[0])[None, :] if len(v) == 1 else v @ chunk.T  # one candidate: gemv
             if want_index:
                 j = sims.argmax(axis=1)
                 m = sims[np.arange(len(v)), j]
@@ -348,7 +356,9 @@ def near_duplicates(vectors: Any, threshold: float = DEFAULT_THRESHOLD, groups: 
         that caused the drop (``-1`` for kept rows or a match in ``initial``, which is reported
         as ``-2 - k`` for initial row ``k``), ``max_sims`` the largest cosine found.
     """
-    v = normalise(vectors) if len(vectors) else np.zeros((0, 1), np.float32)
+    if not len(vectors):
+        return np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    v = normalise(vectors)
     n = len(v)
     g = np.arange(n) if groups is None else np.asarray(groups)
     init = normalise(initial) if initial is not None and len(initial) else np.zeros((0, v.shape[1]), np.float32)

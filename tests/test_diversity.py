@@ -111,6 +111,7 @@ def test_near_duplicate_mask_keeps_first_and_spans_blocks():
         assert sims[6] == pytest.approx(1.0)
     # Order decides which copy survives; a row is never its own neighbour.
     assert near_duplicate_mask(x[::-1], 0.9, block=2).tolist() == [True, True, False, True, False, False, False]
+    assert near_duplicate_mask(np.zeros((0, 3))).tolist() == []
     big = clustered(n_centres=300, per=4, dim=16)
     assert (near_duplicate_mask(big, 0.9, block=97) == EmbeddingStore(16).accept_batch(big)[0]).all()
 
@@ -182,6 +183,7 @@ def test_embedder_on_tiny_and_packaged_minilm(tiny_embedder, minilm_path):
     assert mini.dim == 384
     assert a @ b > 0.7 > a @ c
     assert Embedder().model_id.endswith("distiluse-base-multilingual-cased-v2")  # no load until used
+    assert Embedder.for_language("it").model_id == Embedder().model_id
 
 
 def test_store_seeded_with_seed_messages_rejects_copies(minilm_path):
