@@ -211,3 +211,47 @@ def seeds_from_oasst(table, language: str = "it"):
         "messages": Dataset.from_list(result.messages, features=features()),
         "rejected": Dataset.from_list(result.rejected, features=rejected_features()),
     })
+
+
+def _card_body(counts: dict, language: str, source: str) -> str:
+    lines = [
+        "# Seed conversations", "",
+        f"Every root-to-leaf path of the `{language}` trees of `{source}`, one conversation per row "
+        "(cerbero-hf `seeds`, Cerbero-7B §3.1).", "",
+        "Configs: `default` (the paths), `messages` (every kept message: the initial diversity store), "
+        "`rejected` (dropped messages with `rule` and `reason`).", "",
+        "| count | value |", "| --- | ---: |",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in counts.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_seed_folder(result: SeedSet, output, language: str, source: str = "") -> dict[str, int]:
+    """Write a :class:`SeedSet` as a Hub-layout folder (``default``, ``messages``, ``rejected``); returns its counts.
+
+    Raises :class:`InputError` when no tree of ``language`` was found.
+    """
+    from datasets import Dataset
+
+    from cerbero_hf.io import save_hub_folder
+    from cerbero_hf.schema import features, rejected_features
+
+    counts = result.counts()
+    if not result.paths:
+        raise InputError(f"no {language!r} trees found ({len(result.rejected)} messages dropped)", file=source or None)
+    configs = {
+        "default": Dataset.from_list(result.paths, features=features()),
+        "messages": Dataset.from_list(result.messages, features=features()),
+        "rejected": Dataset.from_list(result.rejected, features=rejected_features()),
+    }
+    save_hub_folder(output, configs, card_data={"language": [language], "tags": ["cerbero-hf", "seeds", "conversational"]},
+                    body=_card_body(counts, language, source), pretty_name=f"Seed conversations ({language})")
+    return counts
+
+
+def write_seeds(table, output, language: str = "it", source: str = "") -> dict[str, int]:
+    """``build_seeds`` + ``write_seed_folder``: the ``seeds`` stage in one call."""
+    from cerbero_hf.languages import load_language
+
+    code = load_language(language).code
+    return write_seed_folder(build_seeds(table, code), output, code, source=source)
