@@ -53,6 +53,9 @@ class Report:
         lines += [f"| {r} | {n} | {c} |" for r, n, c in self.rows()]
         lines.append(f"| **total** | {sum(self.removed.values())} of {self.input_rows} | "
                      f"{sum(self.changed.values())} |")
+        lines.append("\nMessages changed: tag_repair = role tags repaired; system_prompt = system messages (headers) "
+                     "removed; turn_order = non-empty trailing user turns trimmed; language = messages flagged "
+                     "(or dropped, with `drop-message`) as another language. Counts cover every row the rule saw.")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
