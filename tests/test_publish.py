@@ -12,7 +12,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 from conftest import ROOT, run_cli
 
 
@@ -113,25 +112,6 @@ def test_publish_corpus_then_load_dataset_and_card_merge(hub_emulator, hub_env, 
     _assert_no_token(hub_emulator, hub_env, [folder, Path(hub_env["HF_HOME"]), tmp_path / "home1"])
 
 
-def test_publish_model_then_from_pretrained(hub_emulator, hub_env, tiny_chat_lm, tmp_path):
-    repo = "user/tiny-chat"
-    out = publish([tiny_chat_lm, repo, "--kind", "model"], hub_env)
-    assert "model.safetensors" in out.stdout
-    got = run_py(f"""
-        import json, torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        hub = AutoModelForCausalLM.from_pretrained("{repo}")
-        local = AutoModelForCausalLM.from_pretrained({str(tiny_chat_lm)!r})
-        tok = AutoTokenizer.from_pretrained("{repo}")
-        ids = tok("Ciao, come stai?", return_tensors="pt").input_ids
-        with torch.no_grad():
-            same = torch.equal(hub(ids).logits, local(ids).logits)
-        print(json.dumps(dict(same=same, n=int(ids.shape[1]), template=bool(tok.chat_template))))
-    """, fresh(hub_env, tmp_path, "home"))
-    assert got == {"same": True, "n": got["n"], "template": True} and got["n"] > 2
-    assert hub_emulator.repos[("models", repo)].private  # models default to private
-
-
 def test_transient_503_is_retried_and_rerun_after_hard_failure_does_not_duplicate(hub_emulator, hub_env, tmp_path):
     repo = "user/corpus-faults"
     folder = corpus_folder(tmp_path / "corpus", rows(4), repo)
@@ -199,3 +179,44 @@ def _assert_no_token(hub_emulator, hub_env, folders) -> None:
         for path in Path(folder).rglob("*"):
             if path.is_file():
                 assert token.encode() not in path.read_bytes(), path
+
+
+METRIC = ROOT / "dataset_scripts" / "mlm_nll"
+
+
+def test_publish_model_and_metric_then_load_them_from_the_hub(hub_emulator, hub_env, tiny_chat_lm, tiny_mlm,
+                                                             tmp_path):
+    """A tiny model reloads with the same logits; the mlm_nll Space computes what the local module does.
+
+    Both loads share one fresh process (evaluate imports torch and transformers anyway).
+    """
+    assert (METRIC / "mlm_nll.py").is_file(), "dataset_scripts/mlm_nll is the quality stage's module"
+    out = publish([tiny_chat_lm, "user/tiny-chat", "--kind", "model"], hub_env)
+    assert "model.safetensors" in out.stdout
+    assert hub_emulator.repos[("models", "user/tiny-chat")].private  # models default to private
+    out = publish([METRIC, "user/mlm_nll", "--kind", "metric"], hub_env)
+    assert "mlm_nll.py" in out.stdout
+    files = hub_emulator.files("space", "user/mlm_nll")
+    assert b"sdk: gradio" in files["README.md"] and b"app_file: app.py" in files["README.md"]
+    assert files["app.py"] == (METRIC / "app.py").read_bytes()  # the module's own Space app is kept
+    texts = ["Mia madre prepara la cena in cucina.", "cucina la in madre cena Mia prepara."]
+    got = run_py(f"""
+        import json
+        import evaluate
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        hub = AutoModelForCausalLM.from_pretrained("user/tiny-chat")
+        local = AutoModelForCausalLM.from_pretrained({str(tiny_chat_lm)!r})
+        tok = AutoTokenizer.from_pretrained("user/tiny-chat")
+        ids = tok("Ciao, come stai?", return_tensors="pt").input_ids
+        with torch.no_grad():
+            same = torch.equal(hub(ids).logits, local(ids).logits)
+        kw = dict(predictions={texts!r}, model_id={str(tiny_mlm)!r})
+        metric = dict(hub=evaluate.load("user/mlm_nll").compute(**kw), local=evaluate.load({str(METRIC)!r}).compute(**kw))
+        print(json.dumps(dict(same=same, n=int(ids.shape[1]), template=bool(tok.chat_template), metric=metric)))
+    """, fresh(hub_env, tmp_path, "home"))
+    assert got["same"] and got["n"] > 2 and got["template"]
+    assert got["metric"]["hub"] == got["metric"]["local"] and got["metric"]["hub"]
+    paths = [r.path for r in hub_emulator.requests("GET", r"^/spaces/user/mlm_nll/resolve/")]
+    assert "/spaces/user/mlm_nll/resolve/main/mlm_nll.py" in paths  # what evaluate.load asked the Hub for
+    _assert_no_token(hub_emulator, hub_env, [Path(hub_env["HF_HOME"]), tmp_path / "home"])
