@@ -86,7 +86,7 @@ def run_refine(recipe: Recipe, out: Path) -> StageResult:
     ds = tables[0] if len(tables) == 1 else concatenate_datasets(tables)
     kept, rejected, report = refiner.run(ds, file=", ".join(sec.inputs))
     refiner.write(out / "refined", kept, rejected, report, license=sec.license)
-    counts = {"input": report.total, "kept": report.kept, "rejected": len(rejected)}
+    counts = {"input": report.input_rows, "kept": report.kept, "rejected": len(rejected)}
     counts.update({f"removed by {rule}": removed for rule, removed, _ in report.rows() if removed})
     return StageResult(counts=counts, outputs={"refined": str(out / "refined")})
 

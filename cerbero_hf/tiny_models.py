@@ -119,8 +119,13 @@ def build_tiny_mlm(out_dir: str | Path, *, hidden: int = 64, layers: int = 2, vo
 
 
 def build_tiny_chat_lm(out_dir: str | Path, *, language="it", hidden: int = 64, layers: int = 2, vocab: int = 800,
-                       max_positions: int = 1024, seed: int = 0, sentences: list[str] | None = None) -> Path:
-    """A byte-level BPE tokenizer with the Cerbero chat template and a tiny ``MistralForCausalLM``."""
+                       max_positions: int = 1024, seed: int = 0, sentences: list[str] | None = None,
+                       train_steps: int = 0) -> Path:
+    """A byte-level BPE tokenizer with the Cerbero chat template and a tiny ``MistralForCausalLM``.
+
+    ``train_steps`` > 0 trains it that many causal-LM steps on chat transcripts of the sentences, so
+    that it writes Italian-looking words (the offline demo's generator); tests use random weights.
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GenerationConfig, MistralConfig, MistralForCausalLM
@@ -148,6 +153,19 @@ def build_tiny_chat_lm(out_dir: str | Path, *, language="it", hidden: int = 64, 
         tie_word_embeddings=True))
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                                pad_token_id=tok.pad_token_id)
+    if train_steps:
+        chats = [tok.apply_chat_template([{"role": "user", "content": s}, {"role": "assistant", "content": t}],
+                                         tokenize=False) for s, t in zip(sents, sents[1:] + sents[:1])]
+        opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+        model.train()
+        for step in range(train_steps):
+            batch = [chats[(step * 16 + j) % len(chats)] for j in range(16)]
+            enc = tok(batch, padding=True, return_tensors="pt", add_special_tokens=False)
+            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+            model(**enc, labels=labels).loss.backward()
+            opt.step()
+            opt.zero_grad()
+        model.eval()
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out

@@ -24,15 +24,6 @@ def test_refine_cli_writes_a_loadable_folder_and_prints_the_report(tmp_path, cli
     assert "license: gpl-3.0" in (out / "README.md").read_text(encoding="utf-8")
 
 
-def test_demo_refines_the_bundled_sample(tmp_path, cli_env):
-    res = run_cli(["demo", "--output", tmp_path / "demo"], env=cli_env)
-    assert res.returncode == 0, res.stderr
-    expected = json.loads((ROOT / "cerbero_hf" / "data" / "fauno_sample_expected.json").read_text())
-    assert f"{expected['kept']} of {expected['rows']} conversations kept" in res.stdout
-    report = json.loads((tmp_path / "demo" / "refined" / "refine_report.json").read_text())
-    assert report["removed"] == {k: v for k, v in expected["removed"].items() if v}
-
-
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path

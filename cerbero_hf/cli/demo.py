@@ -1,4 +1,4 @@
-"""``cerbero-hf demo``: the offline demo. For now it refines the bundled Fauno-shaped sample (METHOD.md §4)."""
+"""``cerbero-hf demo`` (what ``make demo`` runs): the whole method offline on tiny models (cerbero_hf/demo.py)."""
 
 from __future__ import annotations
 
@@ -10,33 +10,27 @@ import typer
 ORDER = 90
 
 
-def sample_path() -> Path:
-    """The bundled Fauno-shaped sample (built by dataset_scripts/fauno_sample/build.py)."""
-    return Path(__file__).resolve().parent.parent / "data" / "fauno_sample.jsonl"
-
-
-def demo_refine(out_dir: str | Path):
-    """Refine the bundled sample into ``out_dir/refined``; returns the :class:`~cerbero_hf.refiner.Report`."""
-    from cerbero_hf.refiner import Refiner
-    from cerbero_hf.io import load_table
-
-    refiner = Refiner("it", source="fauno_sample")
-    kept, rejected, report = refiner.run(load_table(sample_path()), file=str(sample_path()))
-    refiner.write(Path(out_dir) / "refined", kept, rejected, report, license="apache-2.0",
-                  title="Refined Fauno-shaped sample (cerbero-hf demo)")
-    return report
-
-
 def register(app) -> None:
     @app.command()
     def demo(
         output: Annotated[Path, typer.Option(help="Folder for the demo outputs.")] = Path("demo-output"),
+        force: Annotated[bool, typer.Option("--force", help="Re-run stages already done.")] = False,
     ) -> None:
-        """Run the offline demo: refine the bundled Fauno-shaped sample and print its report."""
+        """Run the whole recipe offline: seeds, self-chat, refine, score, filter, LoRA SFT, evaluate, publish."""
+        import time
+
         from rich.console import Console
 
-        from cerbero_hf.cli.refine import report_table
+        from cerbero_hf.cli.run import print_manifest
+        from cerbero_hf.demo import run_demo
 
-        report = demo_refine(output)
-        Console().print(report_table(report, title="cerbero-hf demo: refine"))
-        Console().print(f"Refined corpus: {output / 'refined'}")
+        console = Console(stderr=True)
+        start = time.time()
+        manifest, model_seconds = run_demo(output, force=force, log=lambda m: console.print(f"[dim]{m}[/dim]"))
+        print_manifest(manifest)
+        out = Console()
+        out.print(f"Tiny models built in {sum(model_seconds.values()):.1f} s: {output / 'models'}")
+        out.print("Demo thresholds are tuned for the tiny models (see configs/demo.yaml): "
+                  "NLL filter < 6.0 instead of the paper's 2.0; 16 conversations of 4-6 messages.")
+        out.print(f"Look at: {output / 'run' / 'manifest.json'}, {output / 'run'}/<stage>/, {output / 'hub'}/")
+        out.print(f"Total: {time.time() - start:.1f} s")
