@@ -98,15 +98,15 @@ def test_cli_end_to_end_all_tasks_and_model_card(tiny_chat_lm, cli_env, tmp_path
     card = tmp_path / "README.md"
     card.write_text("---\nlicense: apache-2.0\n---\n# tiny\n\nA tiny test model.\n", encoding="utf-8")
     out = tmp_path / "results.json"
-    env = dict(cli_env, OMP_NUM_THREADS="1")
     proc = run_cli(["evaluate", tiny_chat_lm, "--data-dir", FIX, "--limit", "3", "--output", out, "--predictions",
-                    "--max-new-tokens", "24", "--update-card", "--card", card], env=env)
+                    "--max-new-tokens", "24", "--threads", "1", "--update-card", "--card", card], env=cli_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text(encoding="utf-8"))
     _check_document(doc, 3, with_predictions=True)
     assert doc["format"] == "chat" and doc["stop"] == ["[|Umano|]"]
     assert {b["config"]["max_new_tokens"] for b in doc["tasks"].values()} == {24}
     assert doc["generator"]["kind"] == "local" and doc["generator"]["model"] == str(tiny_chat_lm)
+    assert doc["generator"]["threads"] == 1 and doc["generator"]["batch_size"] == 16
     assert "squad_it" in proc.stdout and "macro_f1" in proc.stdout  # the results table
     from huggingface_hub import ModelCard
 

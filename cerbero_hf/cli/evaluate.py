@@ -79,6 +79,8 @@ def register(app) -> None:
         seed: Annotated[int, typer.Option(help="Seed of the shot draws (recorded in the results).")] = 42,
         batch_size: Annotated[int, typer.Option(help="Prompts per generate call (local model).")] = 16,
         concurrency: Annotated[int, typer.Option(help="Requests in flight (endpoint).")] = 8,
+        threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice; 1 is "
+                                                             "often fastest on a busy machine).")] = None,
         device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ... (default: cuda when available).")] = None,
         dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16, float16 (default: bf16 on GPU).")] = None,
         revision: Annotated[Optional[str], typer.Option(help="Model revision on the Hub.")] = None,
@@ -121,7 +123,8 @@ def register(app) -> None:
             from cerbero_hf.evaluation.generators import LocalGenerator
 
             try:
-                generator = LocalGenerator(model, revision=revision, device=device, dtype=dtype, batch_size=batch_size)
+                generator = LocalGenerator(model, revision=revision, device=device, dtype=dtype,
+                                           batch_size=batch_size, threads=threads)
             except OSError as err:
                 raise InputError(f"cannot load model: {str(err).splitlines()[0]}", file=model) from None
 

@@ -42,15 +42,19 @@ class LocalGenerator:
         device: ``"cpu"``, ``"cuda"``, ... (default: CUDA when available).
         dtype: torch dtype name (default: bfloat16 on a GPU that supports it, else float32).
         batch_size: prompts per ``generate`` call.
+        threads: torch intra-op threads on CPU (default: torch's choice). On a CPU shared with other
+            jobs, 1 thread can be many times faster than contended threads (see bench/evaluate.py).
     """
 
     kind = "local"
 
     def __init__(self, model: str, *, revision: str | None = None, device: str | None = None,
-                 dtype: str | None = None, batch_size: int = 16):
+                 dtype: str | None = None, batch_size: int = 16, threads: int | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if threads:
+            torch.set_num_threads(threads)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype is None:
             use_bf16 = self.device.startswith("cuda") and torch.cuda.is_bf16_supported()
@@ -63,7 +67,8 @@ class LocalGenerator:
         self.model.to(self.device).eval()
         self.batch_size = max(1, int(batch_size))
         self.info = {"model": model, "revision": revision, "device": self.device, "dtype": dtype,
-                     "commit_hash": getattr(self.model.config, "_commit_hash", None), "batch_size": self.batch_size}
+                     "commit_hash": getattr(self.model.config, "_commit_hash", None), "batch_size": self.batch_size,
+                     "threads": torch.get_num_threads() if self.device == "cpu" else None}
         self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
         self.truncated = 0
 
