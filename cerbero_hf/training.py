@@ -57,7 +57,8 @@ class TrainConfig:
         resuming elsewhere; ``every_save``; ``end``), hub_private_repo. Tokens come from the environment
         or ``hf auth login``, never from this config.
     Run:
-        output_dir, resume (continue from the last ``checkpoint-*`` in output_dir), license, model_name.
+        output_dir, resume (continue from the last ``checkpoint-*`` in output_dir), report_to (``none``,
+        ``trackio``, ``wandb``, ...), license, model_name (the card's title; default: the repo name).
     """
 
     model: str = "mistralai/Mistral-7B-v0.1"
@@ -99,6 +100,7 @@ class TrainConfig:
     hub_private_repo: bool = True
     output_dir: str = ""
     resume: bool = True
+    report_to: str = "none"
     license: str = "apache-2.0"
     model_name: str | None = None
 
@@ -146,7 +148,12 @@ def sft_config(cfg: TrainConfig, **extra):
     from trl import SFTConfig
 
     gpu = _has_cuda()
-    bf16 = gpu if cfg.bf16 is None else (cfg.bf16 and gpu)
+    if cfg.bf16 is None:
+        import torch
+
+        bf16 = gpu and torch.cuda.is_bf16_supported()
+    else:
+        bf16 = cfg.bf16 and gpu
     optim = cfg.optim or ("adamw_bnb_8bit" if gpu and importlib.util.find_spec("bitsandbytes") else "adamw_torch")
     kwargs = dict(
         output_dir=cfg.output_dir, max_length=cfg.max_length, learning_rate=cfg.learning_rate,
@@ -157,7 +164,7 @@ def sft_config(cfg: TrainConfig, **extra):
         activation_checkpointing=cfg.activation_checkpointing and gpu, weight_decay=cfg.weight_decay, bf16=bf16,
         use_cpu=not gpu, optim=optim, logging_steps=cfg.logging_steps, save_strategy="steps",
         save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, seed=cfg.seed, data_seed=cfg.seed,
-        assistant_only_loss=cfg.assistant_only_loss, report_to="none", deepspeed=cfg.deepspeed,
+        assistant_only_loss=cfg.assistant_only_loss, report_to=cfg.report_to, deepspeed=cfg.deepspeed,
         push_to_hub=cfg.push_to_hub, hub_model_id=cfg.hub_model_id, hub_strategy=cfg.hub_strategy,
         hub_private_repo=cfg.hub_private_repo, disable_tqdm=True,
     )
@@ -226,6 +233,7 @@ def _trainer_class():
 
 def write_card(cfg: TrainConfig, report: dict, stops: list[str], folder: str | Path, merged: bool = False) -> Path:
     """Render and save the model card (README.md) for a run into ``folder``."""
+    from cerbero_hf.io import is_hub_id
     from cerbero_hf.languages import load_language
     from cerbero_hf.model_card import build_model_card
 
@@ -235,10 +243,9 @@ def write_card(cfg: TrainConfig, report: dict, stops: list[str], folder: str | P
     corpora = [{"name": c["name"] if c["hub_id"] else Path(c["path"]).name, "hub_id": c["hub_id"],
                 "weight": c["weight"], "rows": c["rows_used"]} for c in report["corpora"]]
     note = "LoRA adapter merged into the base weights" if merged else ("LoRA adapter" if cfg.lora else "")
-    from cerbero_hf.io import is_hub_id
-
+    base = cfg.model if is_hub_id(cfg.model) else Path(cfg.model).name  # no local paths in a public card
     card = build_model_card(
-        model_name=name, base_model=cfg.model if is_hub_id(cfg.model) else Path(cfg.model).name, corpora=corpora, condition=cfg.condition, seed=cfg.seed,
+        model_name=name, base_model=base, corpora=corpora, condition=cfg.condition, seed=cfg.seed,
         recipe=cfg.recipe_table(), assistant_only_loss=cfg.assistant_only_loss, stop_strings=stops,
         user_tag=pack.user_tag, assistant_tag=pack.fauno_assistant_tag if cfg.fauno_tags else pack.assistant_tag,
         repo_id=repo, language=pack.code, language_name=pack.name, license=cfg.license, fauno_tags=cfg.fauno_tags,

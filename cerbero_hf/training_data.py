@@ -102,6 +102,24 @@ def _weighted_indices(n: int, weight: float, rng) -> list[int]:
     return [i for _ in range(full) for i in range(n)] + sorted(rng.choice(n, size=rest, replace=False).tolist())
 
 
+class _Normalise:
+    """Batched ``Dataset.map`` transform: rows -> ``id``, ``source``, training ``messages`` and a skip ``reason``."""
+
+    def __init__(self, pack, corpus_name: str):
+        self.pack, self.name = pack, corpus_name
+
+    def __call__(self, batch: dict, indices: list[int]) -> dict:
+        out = {"id": [], "source": [], "messages": [], "reason": []}
+        ids, sources = batch.get("id") or [None] * len(indices), batch.get("source") or [None] * len(indices)
+        for i, msgs, rid, src in zip(indices, batch["messages"], ids, sources):
+            kept, reason = training_messages(msgs, self.pack)
+            out["id"].append(str(rid or f"{self.name}-{i}"))
+            out["source"].append(src or self.name)
+            out["messages"].append(kept or [])
+            out["reason"].append(reason)
+        return out
+
+
 def build_training_set(corpora: list, *, condition: str = "full", seed: int = 42, language="it"):
     """Mix corpora into one shuffled training set (METHOD.md D27, D28).
 
@@ -112,10 +130,12 @@ def build_training_set(corpora: list, *, condition: str = "full", seed: int = 42
 
     Returns:
         ``(dataset, report)``: a ``datasets.Dataset`` with ``id``, ``source`` and ``messages``, and a dict with
-        the per-corpus row counts and the rows skipped (id and reason).
+        the per-corpus row counts and the rows skipped (id and reason). The dataset is built with ``map`` /
+        ``select`` on the loaded tables, so its fingerprint is stable and a rerun (a resume) reuses TRL's
+        tokenisation cache instead of tokenising again.
     """
     import numpy as np
-    from datasets import Dataset
+    from datasets import Features, List, Value, concatenate_datasets
 
     from cerbero_hf.io import load_table
     from cerbero_hf.languages import load_language
@@ -123,24 +143,24 @@ def build_training_set(corpora: list, *, condition: str = "full", seed: int = 42
     pack = load_language(language)
     chosen = select_corpora([Corpus.parse(c) for c in corpora], condition)
     rng = np.random.default_rng(seed)
-    rows, report = [], {"condition": condition, "seed": seed, "corpora": [], "skipped": []}
+    feats = Features({"id": Value("string"), "source": Value("string"), "reason": Value("string"),
+                      "messages": List({"role": Value("string"), "content": Value("string")})})
+    parts, report = [], {"condition": condition, "seed": seed, "corpora": [], "skipped": []}
     for c in chosen:
         ds = load_table(c.path, config=c.config, split=c.split)
         if "messages" not in ds.column_names:
             raise InputError("no 'messages' column (expected the cerbero-hf row schema)", file=c.path)
-        kept = []
-        for i, row in enumerate(ds):
-            msgs, reason = training_messages(row["messages"], pack)
-            rid = str(row.get("id") or f"{c.name}-{i}")
-            if msgs is None:
-                report["skipped"].append({"corpus": c.name, "id": rid, "reason": reason})
-            else:
-                kept.append({"id": rid, "source": row.get("source") or c.name, "messages": msgs})
+        norm = ds.map(_Normalise(pack, c.name), batched=True, with_indices=True, remove_columns=ds.column_names,
+                      features=feats, desc=f"Preparing {c.name}")
+        reasons = norm["reason"]
+        kept = [i for i, r in enumerate(reasons) if not r]
+        report["skipped"] += [{"corpus": c.name, "id": norm[i]["id"], "reason": r} for i, r in enumerate(reasons) if r]
         picked = [kept[i] for i in _weighted_indices(len(kept), c.weight, rng)] if kept else []
-        rows.extend(picked)
+        parts.append(norm.select(picked))
         report["corpora"].append({"name": c.name, "path": c.path, "hub_id": c.hub_id, "weight": c.weight,
                                   "rows_in": len(ds), "rows_used": len(picked)})
-    if not rows:
+    total = sum(len(p) for p in parts)
+    if not total:
         raise InputError(f"no trainable conversations in condition {condition!r}")
-    order = rng.permutation(len(rows))
-    return Dataset.from_list([rows[i] for i in order]), report
+    mixed = concatenate_datasets(parts).remove_columns("reason")
+    return mixed.select(rng.permutation(total).tolist()), report

@@ -90,7 +90,7 @@ def register(app) -> None:
         *inputs, output = args
         recipe = inputs[0] if inputs[0].endswith((".yaml", ".yml")) else None
         corpora = inputs[1:] if recipe else inputs
-        overrides = dict(condition=condition, model=model, lora=lora or (True if qlora else None), load_in_4bit=qlora,
+        overrides = dict(condition=condition, model=model, lora=True if qlora else lora, load_in_4bit=qlora,
                          merge_lora=merge, hub_strategy=hub_strategy, assistant_only_loss=assistant_only_loss,
                          fauno_tags=fauno_tags, max_steps=max_steps, num_train_epochs=epochs, max_length=max_length,
                          learning_rate=learning_rate, per_device_train_batch_size=batch_size,
