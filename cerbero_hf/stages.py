@@ -92,7 +92,8 @@ def run_refine(recipe: Recipe, out: Path) -> StageResult:
 
 
 def run_score(recipe: Recipe, out: Path) -> StageResult:
-    from cerbero_hf.quality import PLLScorer, score_folder
+    from cerbero_hf.quality import PLLScorer
+    from cerbero_hf.scoring import score_folder
 
     sec = recipe.score
     scorer = PLLScorer(sec.model, variant=sec.variant, batch_tokens=sec.batch_tokens)
@@ -110,7 +111,8 @@ def run_score(recipe: Recipe, out: Path) -> StageResult:
 
 
 def run_filter(recipe: Recipe, out: Path) -> StageResult:
-    from cerbero_hf.quality import QualityFilter, filter_folder
+    from cerbero_hf.quality import QualityFilter
+    from cerbero_hf.scoring import filter_folder
 
     sec = recipe.filter
     quality = QualityFilter(max_nll=sec.max_nll, policy=sec.policy)

@@ -11,17 +11,12 @@ Two forms:
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 ORDER = 40
-PARTIAL = ".score-partial"
 
 
 def summary_table(title: str, summaries: dict[str, dict]):
@@ -94,49 +89,6 @@ def _compare(dirs: list[str], plot: Optional[Path], threshold: float, include_re
         Console().print(f"Wrote {plot}")
 
 
-def _score_chunks(ds, scorer, out: Path, key: str, chunk_rows: int) -> list[str]:
-    """Score ``ds`` chunk by chunk with a progress bar; chunks already on disk (same key) are reused."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    partial = out / PARTIAL
-    if (partial / "key").exists() and (partial / "key").read_text() != key:
-        shutil.rmtree(partial)  # different input or settings: start over
-    partial.mkdir(parents=True, exist_ok=True)
-    (partial / "key").write_text(key)
-    metas = []
-    with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
-                  TimeRemainingColumn(), transient=True) as bar:
-        task = bar.add_task("score", total=len(ds))
-        for start in range(0, len(ds), chunk_rows):
-            f = partial / f"chunk-{start:09d}.json"
-            if f.exists():
-                part = json.loads(f.read_text())
-            else:
-                part = scorer(ds[start:start + chunk_rows])["meta"]
-                tmp = f.with_suffix(".tmp")
-                tmp.write_text(json.dumps(part, ensure_ascii=False))
-                tmp.replace(f)
-            metas.extend(part)
-            bar.update(task, advance=len(part))
-    return metas
-
-
-def _card_body(model: str, variant: str, max_nll: float, policy: str, summaries: dict, counts: dict) -> str:
-    lines = ["# MLM NLL-filtered corpus", "",
-             f"Every message was scored with the masked LM `{model}` (pseudo-log-likelihood, variant `{variant}`, "
-             f"natural log, mean over tokens; Cerbero-7B §3.4, Salazar et al. 2020) and kept only when its NLL is "
-             f"< {max_nll:g} (policy `{policy}`, METHOD D24). Removed parts are in the `rejected` config with "
-             "a `reason`; per-message scores are in `meta` (`nll`, `nll_tokens`, `nll_mean`).", "",
-             f"Conversations: {counts['rows']} in, {counts['kept']} kept, {counts['rejected']} rejected rows. "
-             f"Messages: {counts['messages']} in, {counts['kept_messages']} kept.", "",
-             "| corpus | messages | mean | median | share < max |", "| --- | ---: | ---: | ---: | ---: |"]
-    for name, s in summaries.items():
-        if s["count"]:
-            lines.append(f"| {name} | {s['count']} | {s['mean']:.3f} | {s['median']:.3f} | "
-                         f"{100 * s['share_under']:.1f} % |")
-    return "\n".join(lines) + "\n"
-
-
 def register(app) -> None:
     @app.command()
     def score(
@@ -175,10 +127,12 @@ def register(app) -> None:
 def _run(input: str, output: str, *, model, language, max_nll, policy, variant, batch_tokens, device, dtype,
          chunk_rows) -> None:
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from cerbero_hf.io import load_table, save_hub_folder
-    from cerbero_hf.quality import PLLScorer, QualityFilter, message_nlls, summarize
+    from cerbero_hf.io import load_table
+    from cerbero_hf.quality import PLLScorer, QualityFilter
     from cerbero_hf.schema import validate
+    from cerbero_hf.scoring import score_and_filter
 
     console = Console(stderr=True)
     qf = QualityFilter(max_nll, policy)
@@ -191,23 +145,13 @@ def _run(input: str, output: str, *, model, language, max_nll, policy, variant, 
         ds = load_table(input)
         validate(ds, file=str(input))
         scorer._load()
-    out = Path(output)
-    key = hashlib.sha256(json.dumps([ds._fingerprint, model, variant, scorer.max_length]).encode()).hexdigest()
-    t0 = time.perf_counter()
-    metas = _score_chunks(ds, scorer, out, key, chunk_rows)
-    seconds = time.perf_counter() - t0
-    scored = ds.remove_columns("meta").add_column("meta", metas).select_columns(ds.column_names)
-    kept, rejected = qf.split(scored)
-    all_nll = message_nlls(scored)
-    summaries = {"input": summarize(all_nll, threshold=max_nll), "kept": summarize(message_nlls(kept), threshold=max_nll)}
-    counts = {"rows": len(ds), "kept": len(kept), "rejected": len(rejected), "messages": len(all_nll),
-              "kept_messages": sum(len(m) for m in kept["messages"])}
-    with console.status(f"Writing {output} ..."):
-        save_hub_folder(out, {"default": kept, "rejected": rejected},
-                        card_data={"tags": ["cerbero-hf", "mlm-nll"]},
-                        body=_card_body(model, variant, max_nll, policy, summaries, counts))
-        shutil.rmtree(out / PARTIAL, ignore_errors=True)
+    with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+                  TimeRemainingColumn(), transient=True, console=console) as bar:
+        task = bar.add_task("score", total=len(ds))
+        result = score_and_filter(ds, output, scorer, qf, chunk_rows=chunk_rows,
+                                  progress=lambda n: bar.update(task, advance=n))
+    counts, summaries = result["counts"], result["summaries"]
     Console().print(summary_table(f"cerbero-hf score: {counts['kept']} of {counts['rows']} conversations kept, "
-                                  f"{counts['kept_messages']} of {counts['messages']} messages ({seconds:.1f} s "
-                                  f"scoring)", summaries))
+                                  f"{counts['kept_messages']} of {counts['messages']} messages "
+                                  f"({result['seconds']:.1f} s scoring)", summaries))
     Console().print(f"Wrote {output}: load_dataset('{output}') and load_dataset('{output}', 'rejected').")
