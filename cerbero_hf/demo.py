@@ -24,12 +24,16 @@ RECIPE = PACKAGE.parent / "configs" / "demo.yaml"
 
 def build_demo_models(models: Path, log=print) -> dict[str, float]:
     """Build (once) the demo's generator, embedder and masked LM under ``models``; returns seconds per model."""
-    from cerbero_hf.tiny_models import build_tiny_chat_lm, build_tiny_mlm, packaged_minilm_path
+    import json
 
+    from cerbero_hf.tiny_models import build_tiny_chat_lm, build_tiny_mlm, italian_sentences, packaged_minilm_path
+
+    with (DATA / "oasst_sample_it.jsonl").open(encoding="utf-8") as fh:
+        mlm_text = italian_sentences() + [json.loads(line)["text"] for line in fh if line.strip()]
     timings = {}
     steps = [
         ("generator", lambda p: build_tiny_chat_lm(p, train_steps=60)),
-        ("mlm", lambda p: build_tiny_mlm(p, train_steps=30)),
+        ("mlm", lambda p: build_tiny_mlm(p, train_steps=150, sentences=mlm_text)),
         ("embedder", lambda p: shutil.copytree(packaged_minilm_path(), p)),
     ]
     for name, build in steps:
@@ -48,6 +52,9 @@ def run_demo(output: str | Path = "demo-output", *, force: bool = False, log=pri
     """Build the models and run the demo recipe under ``output``; returns ``(manifest, model seconds)``."""
     from cerbero_hf.recipe import load_recipe, run_recipe
 
+    import torch
+
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, and two contend on a busy 2-core machine
     out = Path(output).resolve()
     models = out / "models"
     model_seconds = build_demo_models(models, log=log)
@@ -57,7 +64,9 @@ def run_demo(output: str | Path = "demo-output", *, force: bool = False, log=pri
                           on_stage=lambda stage, status, result: log(f"{stage}: {status}"))
     empty = [s for s, e in manifest.data["stages"].items() if e.get("status") == "done" and not _nonempty(e)]
     if empty:
-        raise RuntimeError(f"demo stage(s) produced empty output: {', '.join(empty)}")
+        from cerbero_hf.errors import InputError
+
+        raise InputError(f"demo stage(s) produced empty output: {', '.join(empty)} (see {out / 'run' / 'manifest.json'})")
     return manifest, model_seconds
 
 

@@ -254,12 +254,19 @@ def run_recipe(recipe: Recipe, *, only: list[str] | None = None, force: bool = F
     out = Path(recipe.output_dir)
     manifest = Manifest(out / "manifest.json")
     manifest.data["recipe"] = _public(recipe.to_dict())
+    upstream = ""  # a stage's digest covers every earlier enabled stage, so new inputs re-run it
     for stage in STAGES:
-        if (only and stage not in only) or not recipe.enabled(stage):
+        if not recipe.enabled(stage):
             if on_stage:
                 on_stage(stage, "skipped", None)
             continue
-        digest = config_hash({"stage": recipe.section(stage), "language": recipe.language, "seed": recipe.seed})
+        digest = config_hash({"stage": recipe.section(stage), "language": recipe.language, "seed": recipe.seed,
+                              "upstream": upstream})
+        upstream = digest
+        if only and stage not in only:
+            if on_stage:
+                on_stage(stage, "skipped", None)
+            continue
         if not force and manifest.done(stage, digest):
             if on_stage:
                 on_stage(stage, "cached", StageResult(**{k: manifest.data["stages"][stage][k] for k in ("counts", "outputs")}))

@@ -176,20 +176,72 @@ def run_evaluate(recipe: Recipe, out: Path) -> StageResult:
 
         update_eval_results(model, card_scores(results), Path(model).name,
                             None if sec.data_dir else {c.name: c.dataset for c in configs})
-    counts = {f"{task} {block['headline']}": round(block["metrics"][block["headline"]], 2)
-              for task, block in results["tasks"].items()}
+    counts = {"examples": sum(block["n"] for block in results["tasks"].values())}
+    counts.update({f"{task} {block['headline']}": round(block["metrics"][block["headline"]], 2)
+                   for task, block in results["tasks"].items()})
     return StageResult(counts=counts, outputs={"results": str(path)})
+
+
+def _stage_counts(out: Path, name: str) -> dict:
+    """The pipeline counts a corpus card shows, read from the manifest (seeds → ... → NLL filter)."""
+    stages = json.loads((out / "manifest.json").read_text()).get("stages", {})
+    counts = lambda stage: stages.get(stage, {}).get("counts") or {}  # noqa: E731
+    if name == "generated":
+        gen = counts("generate")
+        picked = {"seed conversations": counts("seeds").get("paths"),
+                  "generated conversations": gen.get("summary conversations"),
+                  "accepted messages": gen.get("summary accepted_messages"),
+                  "rejected by similarity": gen.get("summary rejected_messages"),
+                  "failed conversations": gen.get("summary failed")}
+    else:
+        ref = counts("refine")
+        picked = {"input conversations": ref.get("input"),
+                  **{k: v for k, v in ref.items() if k.startswith("removed by")}, "refined": ref.get("kept")}
+    flt = counts("filter")
+    picked["kept after NLL filter"] = flt.get(f"{name} kept")
+    picked["rejected parts (NLL filter)"] = flt.get(f"{name} rejected parts")
+    return {k: v for k, v in picked.items() if v is not None}
+
+
+def _corpus_card(recipe: Recipe, out: Path, name: str, folder: Path, repo_id: str) -> None:
+    """Render the published dataset card (dataset_scripts/<template>/README.md.j2) into ``folder``."""
+    import dataclasses
+
+    from cerbero_hf.dataset_card import dataset_card
+    from cerbero_hf.io import load_table
+    from cerbero_hf.languages import load_language
+    from cerbero_hf.quality import message_nlls
+
+    pack = load_language(recipe.language)
+    section = recipe.generate if name == "generated" else recipe.refine
+    models = {"mlm": recipe.score.model}
+    if name == "generated":
+        models.update(generator=recipe.generate.model, embedder=recipe.generate.embedder)
+    dataset_card(folder, template="generated_corpus" if name == "generated" else "refined_corpus", repo_id=repo_id,
+                 language=pack.code, language_name=pack.name,
+                 license="cc-by-nc-4.0" if name == "generated" else recipe.refine.license,
+                 recipe={name: dataclasses.asdict(section), "filter": dataclasses.asdict(recipe.filter)},
+                 models=models, thresholds={"similarity": recipe.generate.threshold, "nll": recipe.filter.max_nll},
+                 seeds={"recipe": recipe.seed}, stage_counts=_stage_counts(out, name),
+                 nll=[v for v in message_nlls(load_table(folder)) if v is not None],
+                 nll_threshold=recipe.filter.max_nll)
 
 
 def run_publish(recipe: Recipe, out: Path) -> StageResult:
     from cerbero_hf.hub import publish
 
     sec = recipe.publish
+    if not sec.local_dir and not sec.namespace:
+        raise InputError("publish.namespace is empty: set your Hub user or org (or publish.local_dir)",
+                         column="publish.namespace")
+    ns = sec.namespace or "local"
     items = []  # (kind, folder, repo name)
     for name in CORPORA:
-        folder = out / "filtered" / name
-        if folder.exists():
-            items.append(("dataset", folder, f"{sec.corpus_name}-{name}"))
+        if (out / "filtered" / name).exists():
+            staged = out / "publish" / f"{sec.corpus_name}-{name}"
+            _copy_tree(out / "filtered" / name, staged)
+            _corpus_card(recipe, out, name, staged, f"{ns}/{staged.name}")
+            items.append(("dataset", staged, staged.name))
     metric = Path(__file__).resolve().parent.parent / "dataset_scripts" / "mlm_nll"
     if metric.exists():
         items.append(("metric", metric, sec.metric_name))
@@ -202,8 +254,6 @@ def run_publish(recipe: Recipe, out: Path) -> StageResult:
             _copy_tree(folder, dest)
             outputs[f"{kind}:{name}"] = str(dest)
         else:
-            if not sec.namespace:
-                raise InputError("publish.namespace is empty: set your Hub user or org", column="publish.namespace")
             repo = f"{sec.namespace}/{name}"
             publish(folder, repo, kind=kind, private=sec.private)
             outputs[f"{kind}:{name}"] = repo

@@ -67,7 +67,8 @@ def test_run_records_manifest_and_skips_finished_stages(tmp_path):
     assert data["stages"]["refine"]["counts"]["kept"] == expected["kept"]
     assert data["stages"]["refine"]["outputs"]["refined"] == str(tmp_path / "run" / "refined")
 
-    # Same config again: both stages come from the manifest; a changed section re-runs only itself.
+    # Same config again: both stages come from the manifest; a changed section re-runs itself and the
+    # stages after it (their input changed), never the ones before.
     seen.clear()
     run_recipe(recipe, on_stage=lambda s, status, r: seen.append((s, status)))
     assert ("seeds", "cached") in seen and ("refine", "cached") in seen

@@ -31,6 +31,6 @@ def register(app) -> None:
         out = Console()
         out.print(f"Tiny models built in {sum(model_seconds.values()):.1f} s: {output / 'models'}")
         out.print("Demo thresholds are tuned for the tiny models (see configs/demo.yaml): "
-                  "NLL filter < 6.0 instead of the paper's 2.0; 16 conversations of 4-6 messages.")
+                  "NLL filter < 6.5 instead of the paper's 2.0; 16 conversations of 4-6 messages.")
         out.print(f"Look at: {output / 'run' / 'manifest.json'}, {output / 'run'}/<stage>/, {output / 'hub'}/")
         out.print(f"Total: {time.time() - start:.1f} s")
