@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--rows", type=int, default=400)
+    ap.add_argument("--packing", choices=["both", "on", "off"], default="both")
     a = ap.parse_args()
     import logging
 
@@ -119,7 +120,7 @@ def main() -> None:
 
     once("ours", True), once("plain", True)  # warm-up: imports, caches
     print(f"{'packing':8} {'side':6} {'tokens':>8} {'tok/s wall':>11} {'tok/CPU-s':>10} {'tok/s loop':>11}  runs (wall)")
-    for packing in (True, False):
+    for packing in {"both": (True, False), "on": (True,), "off": (False,)}[a.packing]:
         res = {"ours": [], "plain": []}
         for rep in range(a.repeats):
             for name in (("ours", "plain") if rep % 2 == 0 else ("plain", "ours")):

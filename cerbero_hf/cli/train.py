@@ -9,19 +9,29 @@ import typer
 ORDER = 50
 
 
-def _progress_callback(progress):
-    """A transformers ``TrainerCallback`` that drives a rich progress bar (imported lazily)."""
+def _progress_callback(progress, every: float = 0.5):
+    """A transformers ``TrainerCallback`` that drives a rich progress bar (imported lazily).
+
+    The bar is redrawn from the training thread at most every ``every`` seconds (no refresh thread
+    competing with the training loop for the GIL).
+    """
+    import time
+
     from transformers import TrainerCallback
 
     class RichProgress(TrainerCallback):
         task = None
+        last = 0.0
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.task = progress.add_task("training", total=state.max_steps or None, loss="–")
-            progress.update(self.task, completed=state.global_step)
+            progress.update(self.task, completed=state.global_step, refresh=True)
 
         def on_step_end(self, args, state, control, **kwargs):
-            progress.update(self.task, completed=state.global_step)
+            now = time.monotonic()
+            if now - self.last >= every or state.global_step >= state.max_steps:
+                self.last = now
+                progress.update(self.task, completed=state.global_step, refresh=True)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.task is not None and logs and "loss" in logs:
@@ -115,6 +125,6 @@ def register(app) -> None:
         console = Console(stderr=True)
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn()]
-        with Progress(*columns, console=console) as progress:
+        with Progress(*columns, console=console, auto_refresh=False) as progress:
             res = run_train(cfg, callbacks=[_progress_callback(progress)])
         Console().print(_summary(res, cfg))
