@@ -21,7 +21,7 @@ def test_demo_runs_every_stage_offline(tmp_path, cli_env):
         assert entry["outputs"], stage
     counts = {s: manifest["stages"][s]["counts"] for s in STAGES}
     assert counts["seeds"]["paths"] == 63
-    assert counts["generate"]["conversations"] == 16
+    assert counts["generate"]["summary conversations"] == 16
 
     # The refinement of the bundled sample removes exactly the defects the builder planted.
     expected = json.loads((ROOT / "cerbero_hf" / "data" / "fauno_sample_expected.json").read_text())
@@ -41,13 +41,16 @@ gen = load_dataset(r"{hub}/datasets/cerbero-chat-it-demo-generated", split="trai
 tok = AutoTokenizer.from_pretrained(r"{hub}/models/cerbero-tiny-demo")
 model = AutoModelForCausalLM.from_pretrained(r"{hub}/models/cerbero-tiny-demo")
 text = tok.apply_chat_template([{{"role": "user", "content": "Ciao"}}], tokenize=False, add_generation_prompt=True)
-print(json.dumps({{"kept": len(kept), "rejected": len(rej), "generated": len(gen), "prompt": text}}))
+annotated = all(len(json.loads(r["meta"])["foreign_language"]) == len(r["messages"]) for r in gen)  # D13
+print(json.dumps({{"kept": len(kept), "rejected": len(rej), "generated": len(gen), "prompt": text,
+                  "annotated": annotated}}))
 """
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded["kept"] > 0 and loaded["generated"] > 0
     assert loaded["prompt"] == "<s>[|Umano|] Ciao\n[|Assistente|] "
+    assert loaded["annotated"]  # every generated message carries its language flag (METHOD.md D13)
     assert (hub / "spaces" / "mlm_nll" / "mlm_nll.py").exists()
     card = (hub / "models" / "cerbero-tiny-demo" / "README.md").read_text()
     assert "model-index" in card and "squad_it" in card.lower()

@@ -20,17 +20,6 @@ FIX = Path(__file__).resolve().parent / "fixtures" / "eval"
 SETTINGS = evaluation_settings("it")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread; on a busy 2-core machine two threads contend badly."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def noisy_lm(tiny_chat_lm, tmp_path_factory) -> Path:
     """The tiny chat model with large random weights: greedy output then depends on the whole prompt

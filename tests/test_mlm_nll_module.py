@@ -14,16 +14,6 @@ MODULE = Path(__file__).resolve().parent.parent / "dataset_scripts" / "mlm_nll"
 TEXTS = ["Mia madre prepara la cena in cucina.", "cucina cena la in madre Mia prepara", "È già là 😀, perché?"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_evaluate_load_and_compute(tiny_mlm):
     import math
 

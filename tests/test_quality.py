@@ -52,17 +52,6 @@ def reference_nll(model, tok, text, window, word_l2r=False):
     return sum(nlls) / len(nlls), len(nlls)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two shared cores under heavy load: one torch thread is ~10x faster than two here (no spin waits)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def ref_model(tiny_mlm):
     from transformers import AutoModelForMaskedLM, AutoTokenizer

@@ -32,5 +32,7 @@ def register(app) -> None:
         out.print(f"Tiny models built in {sum(model_seconds.values()):.1f} s: {output / 'models'}")
         out.print("Demo thresholds are tuned for the tiny models (see configs/demo.yaml): "
                   "NLL filter < 6.5 instead of the paper's 2.0; 16 conversations of 4-6 messages.")
-        out.print(f"Look at: {output / 'run' / 'manifest.json'}, {output / 'run'}/<stage>/, {output / 'hub'}/")
+        out.print("Look at:", soft_wrap=True)
+        for path in (output / "run" / "manifest.json", output / "run", output / "hub"):
+            out.print(f"  {path}", soft_wrap=True, highlight=False)
         out.print(f"Total: {time.time() - start:.1f} s")

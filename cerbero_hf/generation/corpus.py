@@ -77,7 +77,8 @@ def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int
     from cerbero_hf.generation.cache import RequestCache
     from cerbero_hf.generation.selfchat import SelfChat
     from cerbero_hf.io import save_hub_folder
-    from cerbero_hf.schema import features, rejected_features
+    from cerbero_hf.refine import LanguageCheck
+    from cerbero_hf.schema import features, rejected_features, update_meta
 
     out_dir = Path(out_dir)
     if cache_path == "auto":
@@ -97,7 +98,11 @@ def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int
         except RuntimeError:
             pass
     kept, failed = [], []
-    for row in done:
+    rows = list(done)
+    # D13: annotate every message with the language check of the refine stage (flag only, nothing removed).
+    foreign = LanguageCheck(chat.pack, action="flag").verdicts([r["messages"] for r in rows])
+    for row, flags in zip(rows, foreign):
+        row["meta"] = update_meta(row, foreign_language=flags)
         meta = get_meta(row)
         if meta["status"] == "failed":
             failed.append({**row, "rule": "selfchat", "reason": meta.get("error") or "failed"})
