@@ -70,7 +70,10 @@ class PLLScorer:
         model_id_or_path: a masked LM (Hub id or local folder), e.g. ``dbmdz/bert-base-italian-xxl-cased`` (D21).
         device: ``"cpu"``, ``"cuda"``...; default: CUDA when available.
         dtype: torch dtype or its name (``"float32"``, ``"bfloat16"``); log-softmax always runs in float32.
-        batch_tokens: at most this many tokens (rows × length) per forward pass.
+        batch_tokens: at most this many tokens (rows × length) per forward pass. Default (None): on a GPU
+            16384; on a CPU about 1.5M activations (``1572864 // hidden_size``: 2048 for BERT-base, 24576 for
+            the tiny test BERT), so a batch's hidden states stay in cache — measured on our 2-core CPU with
+            BERT-base: 25 tokens/s at 2048 against 20 at 8192 and 14 at 32768.
         variant: ``"pll"`` (the paper's plain PLL) or ``"word_l2r"`` (Kauf & Ivanova 2023: also mask the
             later sub-tokens of the same word).
         max_length: model window in tokens, specials included; default: the model's.
@@ -81,11 +84,11 @@ class PLLScorer:
     first use, so the scorer pickles cheaply (``num_proc`` and fingerprinting work).
     """
 
-    def __init__(self, model_id_or_path, *, device: str | None = None, dtype=None, batch_tokens: int = 8192,
+    def __init__(self, model_id_or_path, *, device: str | None = None, dtype=None, batch_tokens: int | None = None,
                  variant: str = "pll", max_length: int | None = None):
         if variant not in VARIANTS:
             raise InputError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-        if batch_tokens < 1:
+        if batch_tokens is not None and batch_tokens < 1:
             raise InputError("batch_tokens must be positive")
         self.model_id = str(model_id_or_path)
         self.device, self.dtype, self.batch_tokens = device, dtype, batch_tokens
@@ -128,6 +131,9 @@ class PLLScorer:
             raise InputError(f"model window too small ({min(limits)} tokens)", file=self.model_id)
         self._special = set(tok.all_special_ids)
         self._encoder, self._head = _split_model(model)
+        hidden = getattr(model.config, "hidden_size", 768)
+        self._batch_tokens = self.batch_tokens or (16384 if str(device).startswith("cuda")
+                                                   else max(1024, min(65536, 1572864 // hidden)))
 
     # -- scoring -------------------------------------------------------------------------------------
 
@@ -153,7 +159,7 @@ class PLLScorer:
             b = 0
             while b < len(copies):
                 e = b + 1
-                while e < len(copies) and (e - b + 1) * len(copies[e][1]) <= self.batch_tokens:
+                while e < len(copies) and (e - b + 1) * len(copies[e][1]) <= self._batch_tokens:
                     e += 1
                 chunk = copies[b:e]
                 for (t, *_), v in zip(chunk, self._forward(chunk)):

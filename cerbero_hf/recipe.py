@@ -82,7 +82,7 @@ class ScoreSection:
     enabled: bool = True
     model: str = "dbmdz/bert-base-italian-xxl-cased"
     variant: str = "pll"
-    batch_tokens: int = 8192
+    batch_tokens: int | None = None  # None: sized to the model and device (PLLScorer)
 
 
 @dataclass

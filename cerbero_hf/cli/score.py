@@ -101,7 +101,7 @@ def register(app) -> None:
         max_nll: Annotated[float, typer.Option(help="Keep messages with NLL strictly below this (D24).")] = 2.0,
         policy: Annotated[str, typer.Option(help="truncate, drop_conversation or drop_message (D24).")] = "truncate",
         variant: Annotated[str, typer.Option(help="pll (the paper's) or word_l2r (Kauf & Ivanova 2023).")] = "pll",
-        batch_tokens: Annotated[int, typer.Option(help="Tokens per forward pass (rows × length).")] = 8192,
+        batch_tokens: Annotated[Optional[int], typer.Option(help="Tokens per forward pass (rows × length); default: sized to the model and device.")] = None,
         device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ... (default: CUDA when available).")] = None,
         dtype: Annotated[Optional[str], typer.Option(help="Model dtype, e.g. float32 or bfloat16.")] = None,
         chunk_rows: Annotated[int, typer.Option(help="Rows scored (and saved for resuming) per chunk.")] = 256,

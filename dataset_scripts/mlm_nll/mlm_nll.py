@@ -24,7 +24,7 @@ Args:
     model_id (str): a masked LM, Hub id or local folder. Default: dbmdz/bert-base-italian-xxl-cased.
     variant (str): "pll" (plain PLL, the paper's) or "word_l2r" (Kauf & Ivanova 2023). Default "pll".
     max_nll (float): threshold for `share_under` (strict <). Default 2.0.
-    batch_tokens (int): tokens per forward pass. Default 8192.
+    batch_tokens (int): tokens per forward pass. Default: sized to the model and device.
     device (str): "cpu", "cuda", ... Default: CUDA when available.
 Returns:
     nll (list of float): mean negative log-likelihood per token of each text (natural log).
@@ -71,7 +71,7 @@ class MlmNll(evaluate.Metric):
             reference_urls=["https://arxiv.org/abs/1910.14659", "https://arxiv.org/abs/2311.15698"],
         )
 
-    def _compute(self, predictions, model_id=DEFAULT_MODEL, variant="pll", max_nll=2.0, batch_tokens=8192,
+    def _compute(self, predictions, model_id=DEFAULT_MODEL, variant="pll", max_nll=2.0, batch_tokens=None,
                  device=None):
         key = (str(model_id), variant, batch_tokens, device)
         if getattr(self, "_scorer_key", None) != key:  # reuse the loaded model across compute calls
