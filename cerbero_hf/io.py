@@ -108,6 +108,25 @@ def config_dir(config: str) -> str:
     return "data" if config == "default" else config
 
 
+def _drop_stale_configs(out: Path, configs: dict) -> None:
+    """Delete the parquet files of configs an earlier write listed but this one does not (e.g. a ``rejected``
+    config that is now empty), so a re-run never leaves stale rows to be published."""
+    readme = out / "README.md"
+    if not readme.exists():
+        return
+    from huggingface_hub import DatasetCard
+
+    try:
+        previous = DatasetCard.load(readme).data.to_dict().get("configs") or []
+    except Exception:  # noqa: BLE001 - a README we did not write: leave its files alone
+        return
+    for entry in previous:
+        name = entry.get("config_name")
+        if name and name not in configs:
+            for old in (out / config_dir(name)).glob("train-*.parquet"):
+                old.unlink()
+
+
 def save_hub_folder(out: str | os.PathLike, configs: dict, *, card_data: dict | None = None, body: str = "",
                     pretty_name: str | None = None) -> Path:
     """Write ``{config: Dataset}`` as a Hub-layout folder with a README dataset card.
@@ -119,6 +138,7 @@ def save_hub_folder(out: str | os.PathLike, configs: dict, *, card_data: dict | 
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _drop_stale_configs(out, configs)
     entries, infos = [], []
     for name, ds in configs.items():
         d = out / config_dir(name)

@@ -57,3 +57,14 @@ def test_rewritten_or_same_named_folders_never_load_stale_rows(tmp_path):
     save_hub_folder(a, {"default": Dataset.from_dict({"x": [3, 3, 3]}), "rejected": Dataset.from_dict({"x": [8, 8]})})
     assert load_dataset(str(a), split="train")["x"] == [3, 3, 3]
     assert load_dataset(str(a), "rejected", split="train")["x"] == [8, 8]
+
+
+def test_a_config_dropped_on_rewrite_leaves_no_stale_files(tmp_path):
+    out = tmp_path / "corpus"
+    save_hub_folder(out, {"default": Dataset.from_dict(ROWS), "rejected": Dataset.from_dict(ROWS)})
+    assert list((out / "rejected").glob("*.parquet"))
+    save_hub_folder(out, {"default": Dataset.from_dict(ROWS)})  # e.g. nothing was rejected this time
+    assert not list((out / "rejected").glob("*.parquet"))  # nothing stale left to publish
+    assert len(load_dataset(str(out), split="train")) == 2
+    with pytest.raises(ValueError, match="rejected"):
+        load_dataset(str(out), "rejected", split="train")

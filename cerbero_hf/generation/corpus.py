@@ -129,8 +129,6 @@ def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int
     configs = {"default": _table(kept, features())}
     if failed:  # an empty config would not load (datasets: "corresponds to no data")
         configs["rejected"] = _table(failed, rejected_features())
-    for stale in (out_dir / "rejected").glob("train-*.parquet") if not failed else ():
-        stale.unlink()
     save_hub_folder(out_dir, configs,
                     card_data={"language": [chat.pack.code], "tags": ["cerbero-hf", "synthetic", "self-chat"],
                                "task_categories": ["text-generation"]},
