@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cerbero_hf.diversity import (Embedder, EmbeddingStore, dedup_dataset, near_duplicate_mask, near_duplicates,
-                                  normalise)
+from cerbero_hf.dedup import dedup_dataset, near_duplicate_mask, near_duplicates
+from cerbero_hf.diversity import Embedder, EmbeddingStore, normalise
 from cerbero_hf.schema import get_meta, make_row
 
 FIXTURE = Path(__file__).parent / "fixtures" / "oasst_sample.jsonl"
