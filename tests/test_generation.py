@@ -109,7 +109,8 @@ def test_retry_after_is_honoured(tgi_server):
 
 def test_chat_mode_sends_the_key_and_counts_tokens_and_bounds_concurrency(tgi_server, monkeypatch):
     tgi_server.reset()
-    tgi_server.fault_fn = lambda n: "delay:0.3"
+    # Each answer waits 1 s, long enough for the client's three slots to overlap even on a busy machine.
+    tgi_server.fault_fn = lambda n: "delay:1.0"
     monkeypatch.setenv("GEN_TEST_KEY", "sk-test-123")
     backend = EndpointBackend(tgi_server.url, "chat", model="served", api_key_env="GEN_TEST_KEY", concurrency=3)
 
