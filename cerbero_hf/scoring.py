@@ -79,21 +79,27 @@ def _write(out: Path, kept, rejected, scorer_model: str, variant: str, max_nll, 
                     body=card_body(scorer_model, variant, max_nll, policy, summaries, counts))
 
 
-def score_and_filter(ds, out, scorer, quality, *, chunk_rows: int = 256, progress=None) -> dict:
-    """Score ``ds``, filter it with ``quality`` and write ``out``; returns counts, summaries and seconds."""
+def _filter_and_write(scored, out: Path, quality, model: str, variant: str) -> tuple[dict, dict]:
+    """Split a scored dataset with ``quality``, write ``out`` (kept + rejected + card); returns (counts, summaries)."""
     from cerbero_hf.quality import message_nlls, summarize
 
-    out = Path(out)
-    t0 = time.perf_counter()
-    scored = score_dataset(ds, scorer, out, chunk_rows=chunk_rows, progress=progress)
-    seconds = time.perf_counter() - t0
     kept, rejected = quality.split(scored)
     all_nll = message_nlls(scored)
     summaries = {"input": summarize(all_nll, threshold=quality.max_nll),
                  "kept": summarize(message_nlls(kept), threshold=quality.max_nll)}
-    counts = {"rows": len(ds), "kept": len(kept), "rejected": len(rejected), "messages": len(all_nll),
+    counts = {"rows": len(scored), "kept": len(kept), "rejected": len(rejected), "messages": len(all_nll),
               "kept_messages": sum(len(m) for m in kept["messages"])}
-    _write(out, kept, rejected, scorer.model_id, scorer.variant, quality.max_nll, quality.policy, summaries, counts)
+    _write(out, kept, rejected, model, variant, quality.max_nll, quality.policy, summaries, counts)
+    return counts, summaries
+
+
+def score_and_filter(ds, out, scorer, quality, *, chunk_rows: int = 256, progress=None) -> dict:
+    """Score ``ds``, filter it with ``quality`` and write ``out``; returns counts, summaries and seconds."""
+    out = Path(out)
+    t0 = time.perf_counter()
+    scored = score_dataset(ds, scorer, out, chunk_rows=chunk_rows, progress=progress)
+    seconds = time.perf_counter() - t0
+    counts, summaries = _filter_and_write(scored, out, quality, scorer.model_id, scorer.variant)
     shutil.rmtree(out / PARTIAL, ignore_errors=True)
     return {"counts": counts, "summaries": summaries, "seconds": seconds}
 
@@ -116,14 +122,8 @@ def score_folder(src, dest, scorer, *, chunk_rows: int = 256) -> dict:
 def filter_folder(src, dest, quality) -> tuple[int, int]:
     """Apply ``quality`` to the scored folder ``src`` and write ``dest``; returns (kept rows, rejected rows)."""
     from cerbero_hf.io import load_table
-    from cerbero_hf.quality import message_nlls, summarize
 
     scored = load_table(src)
-    kept, rejected = quality.split(scored)
     model = next((json.loads(m).get("nll_model") for m in scored["meta"][:1]), "") or ""
-    summaries = {"input": summarize(message_nlls(scored), threshold=quality.max_nll),
-                 "kept": summarize(message_nlls(kept), threshold=quality.max_nll)}
-    counts = {"rows": len(scored), "kept": len(kept), "rejected": len(rejected),
-              "messages": sum(len(m) for m in scored["messages"]), "kept_messages": sum(len(m) for m in kept["messages"])}
-    _write(Path(dest), kept, rejected, model, "pll", quality.max_nll, quality.policy, summaries, counts)
-    return len(kept), len(rejected)
+    counts, _ = _filter_and_write(scored, Path(dest), quality, model, "pll")
+    return counts["kept"], counts["rejected"]

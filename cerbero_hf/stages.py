@@ -26,15 +26,6 @@ def _need(path: Path, stage: str) -> Path:
     return path
 
 
-def _rows(folder: Path, config: str | None = None) -> int:
-    from cerbero_hf.io import load_table
-
-    try:
-        return len(load_table(folder, config=config))
-    except InputError:
-        return 0
-
-
 def run_seeds(recipe: Recipe, out: Path) -> StageResult:
     from cerbero_hf.io import load_table
     from cerbero_hf.seeds import write_seeds
