@@ -4,7 +4,13 @@ Both sides train the same small Mistral (built offline) on the same corpus with 
 (Table 1 schedule, CPU flags), in this one process, with and without packing. "Ours" is the real
 command (``cerbero_hf.cli.main(["train", ...])``: data mix, template, trainer, save, model card,
 manifest); "plain" is the script a TRL user would write (load_dataset, SFTTrainer, train, save_model).
-Runs alternate (ours/plain, then plain/ours) and repeat; the figures are medians.
+Runs follow an ABBA order (ours, plain, plain, ours, ...) so that neither side always runs first
+and a slow drift of the process (allocator growth, machine load) hits both sides alike; each packing
+mode starts with one unmeasured run per side (its own shapes: the first run at new shapes pays the
+allocator's growth), and ``gc.collect()`` runs before each run; malloc's thresholds are pinned (see ``steady_allocator``). The
+figures are medians.
+Profiling one run of each side (cProfile) shows the same operations, call for call, in the step:
+the two sides do the same work per token, so the ratio measures our fixed costs plus noise.
 
 tokens/s = tokens trained (TRL's count) / seconds of the whole call, both as wall time and as this
 process's CPU time (torch runs on one thread, so CPU seconds are the work done and are much less
@@ -13,13 +19,14 @@ inside ``trainer.train()`` only. Both sides save a final checkpoint and the mode
 ``save_strategy="steps"``). Target: ratio ours/plain >= 0.97. Fixed per-run costs of ours (CLI parsing,
 data mix, model card, manifest: about 0.7 s here) weigh less as ``--steps`` grows.
 
-    .venv/bin/python bench/train.py [--steps 100] [--repeats 3] [--max-length 256]
+    .venv/bin/python bench/train.py [--steps 100] [--repeats 4] [--max-length 256]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import shutil
@@ -80,10 +87,30 @@ def run_plain(lm, corpus, out, steps, max_length, packing) -> tuple[int, float]:
     return int(trainer._total_train_tokens), loop
 
 
+def steady_allocator() -> bool:
+    """Pin glibc malloc's mmap and trim thresholds (``mallopt``) for the whole process.
+
+    By default glibc moves its mmap threshold as blocks are freed, so whether a step's activation
+    buffers come from the heap or from fresh, page-faulted mmaps depends on everything the process did
+    before: the same run measured 234k-696k page faults and 0.7-2.7 s of kernel time here, a +-15 %
+    swing that fell on either side at random. Pinned, both sides see ~205k faults and the same
+    allocator. (For real CPU training the same holds: jemalloc/tcmalloc or these settings help.)
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=4, help="runs per side and packing mode (even: ABBA)")
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--rows", type=int, default=400)
     ap.add_argument("--packing", choices=["both", "on", "off"], default="both")
@@ -100,9 +127,11 @@ def main() -> None:
 
     datasets.disable_progress_bars()
     logging.getLogger("cerbero_hf").setLevel(logging.ERROR)
+    pinned = steady_allocator()
     lm, corpus = setup(a.rows)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model {lm}, {a.rows} rows, "
-          f"{a.steps} steps x batch 4 x max_length {a.max_length}")
+          f"{a.steps} steps x batch 4 x max_length {a.max_length}, malloc thresholds "
+          f"{'pinned' if pinned else 'glibc default'}")
     runners = {"ours": run_ours, "plain": run_plain}
     n = 0
 
@@ -111,6 +140,7 @@ def main() -> None:
         n += 1
         out = WORK / f"run-{n}"
         shutil.rmtree(out, ignore_errors=True)
+        gc.collect()
         wall, cpu = time.perf_counter(), time.process_time()
         with contextlib.redirect_stdout(io.StringIO()):  # both sides print the Trainer's log lines
             tokens, loop = runners[name](lm, corpus, out, a.steps, a.max_length, packing)
@@ -118,9 +148,9 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         return tokens / wall, tokens / cpu, tokens / loop, tokens
 
-    once("ours", True), once("plain", True)  # warm-up: imports, caches
     print(f"{'packing':8} {'side':6} {'tokens':>8} {'tok/s wall':>11} {'tok/CPU-s':>10} {'tok/s loop':>11}  runs (wall)")
     for packing in {"both": (True, False), "on": (True,), "off": (False,)}[a.packing]:
+        once("ours", packing), once("plain", packing)  # unmeasured: imports, caches, this mode's shapes
         res = {"ours": [], "plain": []}
         for rep in range(a.repeats):
             for name in (("ours", "plain") if rep % 2 == 0 else ("plain", "ours")):
