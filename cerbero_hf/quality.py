@@ -80,7 +80,7 @@ class PLLScorer:
 
     As a transform (``ds.map(PLLScorer(...), batched=True)``, paper §3.4): reads ``messages``; writes
     ``meta`` with ``nll`` (one per message, ``None`` for a message with no scorable token), ``nll_tokens``,
-    ``nll_mean`` (mean over all scored tokens of the conversation) and ``nll_model``. The model loads on
+    ``nll_mean`` (mean over all scored tokens of the conversation), ``nll_model`` and ``nll_variant``. The model loads on
     first use, so the scorer pickles cheaply (``num_proc`` and fingerprinting work).
     """
 
@@ -235,7 +235,8 @@ class PLLScorer:
             n = sum(s.n_tokens for s in ok)
             meta.update(nll=[s.nll if s is not None and s.n_tokens else None for s in per[r]],
                         nll_tokens=[s.n_tokens if s is not None else 0 for s in per[r]],
-                        nll_mean=sum(s.nll * s.n_tokens for s in ok) / n if n else None, nll_model=self.model_id)
+                        nll_mean=sum(s.nll * s.n_tokens for s in ok) / n if n else None, nll_model=self.model_id,
+                        nll_variant=self.variant)
             out.append(dump_meta(meta))
         return {"meta": out[0] if single else out}
 

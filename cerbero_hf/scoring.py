@@ -124,6 +124,7 @@ def filter_folder(src, dest, quality) -> tuple[int, int]:
     from cerbero_hf.io import load_table
 
     scored = load_table(src)
-    model = next((json.loads(m).get("nll_model") for m in scored["meta"][:1]), "") or ""
-    counts, _ = _filter_and_write(scored, Path(dest), quality, model, "pll")
+    first = json.loads(scored["meta"][0]) if len(scored) else {}
+    model, variant = first.get("nll_model") or "", first.get("nll_variant") or "pll"
+    counts, _ = _filter_and_write(scored, Path(dest), quality, model, variant)
     return counts["kept"], counts["rejected"]

@@ -75,3 +75,19 @@ def test_score_bad_usage(tmp_path, cli_env):
     assert res.returncode == 2 and "expected INPUT OUTPUT" in res.stderr and "Traceback" not in res.stderr
     res = run_cli(["score", tmp_path / "missing.jsonl", tmp_path / "out", "--policy", "cut"], env=cli_env)
     assert res.returncode == 2 and "unknown policy" in res.stderr
+
+
+def test_recipe_halves_keep_the_scoring_variant(tmp_path, tiny_mlm):
+    """score_folder then filter_folder (the recipe's score and filter stages): the filtered card names the
+    variant that scored the corpus, read from the rows, not the default."""
+    from cerbero_hf.quality import PLLScorer, QualityFilter
+    from cerbero_hf.scoring import filter_folder, score_folder
+
+    _corpus(tmp_path / "in.jsonl")
+    scorer = PLLScorer(tiny_mlm, device="cpu", variant="word_l2r")
+    score_folder(tmp_path / "in.jsonl", tmp_path / "scored", scorer)
+    kept, rejected = filter_folder(tmp_path / "scored", tmp_path / "filtered", QualityFilter(max_nll=6.5))
+    assert kept and rejected  # rows kept (some truncated) and parts rejected, both written
+    for folder in ("scored", "filtered"):
+        card = (tmp_path / folder / "README.md").read_text()
+        assert "variant `word_l2r`" in card and "variant `pll`" not in card
