@@ -52,6 +52,7 @@ class GenerateSection:
     api_key_env: str | None = None
     embedder: str = "sentence-transformers/distiluse-base-multilingual-cased-v2"
     threshold: float = 0.9
+    index: str = "exact"
     max_conversations: int | None = None
     concurrency: int = 64
     max_attempts: int = 5

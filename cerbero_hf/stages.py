@@ -60,7 +60,7 @@ def run_generate(recipe: Recipe, out: Path) -> StageResult:
         seeds, make_backend(sec), Embedder(sec.embedder), out / "generated", max_conversations=sec.max_conversations,
         seed=recipe.seed, threshold=sec.threshold, language=recipe.language, max_attempts=sec.max_attempts,
         max_new_tokens=sec.max_new_tokens, temperature=sec.temperature, top_p=sec.top_p, lengths=tuple(sec.lengths),
-        map_progress=False)
+        index=sec.index, map_progress=False)
     return StageResult(counts=_flat_counts(summary), outputs={"generated": str(out / "generated")})
 
 

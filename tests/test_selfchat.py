@@ -17,6 +17,7 @@ import sys
 import time
 
 import pytest
+from conftest import run_cli
 
 from cerbero_hf.generation.backends import EndpointBackend
 from cerbero_hf.generation.corpus import plan_conversations, seed_messages
@@ -130,11 +131,12 @@ def test_faults_end_every_conversation_complete_or_recorded(tgi_server, tiny_emb
     assert chat.stats["rejected_similar"] + chat.stats["rejected_empty"] > 0
 
 
-def test_dead_ends_and_failed_requests_are_recorded_rows(tgi_server, tiny_embedder):
+@pytest.mark.parametrize("index", ["exact", "hnsw"])
+def test_dead_ends_and_failed_requests_are_recorded_rows(tgi_server, tiny_embedder, index):
     seeds = _seeds(2)
     duplicate = seeds[0]["messages"][1]["content"]
     backend = EndpointBackend(tgi_server.url, "completion", max_attempts=2, backoff=0.01)
-    chat = SelfChat(backend, str(tiny_embedder), seed_texts=seed_messages(seeds), max_new_tokens=8)
+    chat = SelfChat(backend, str(tiny_embedder), seed_texts=seed_messages(seeds), max_new_tokens=8, index=index)
     tgi_server.reset()
     tgi_server.fault_fn = lambda n: f"text:{duplicate}"  # an exact copy of a seed message: cos 1.0 > 0.9
     out = seeds.map(chat, features=features(), keep_in_memory=True, load_from_cache_file=False)
@@ -142,7 +144,7 @@ def test_dead_ends_and_failed_requests_are_recorded_rows(tgi_server, tiny_embedd
         meta = _check_row(row, seed_row)
         assert meta["status"] == "failed" and "similar x5" in meta["error"]
         assert row["messages"] and meta["origin"] == ["seed"] * len(row["messages"])
-    assert len(tgi_server.log) == 2 * 5
+    assert len(tgi_server.log) == 2 * 5 and chat.store.index == index
     tgi_server.reset()
     tgi_server.fault_fn = lambda n: "503"
     row = seeds.map(chat, features=features(), keep_in_memory=True, load_from_cache_file=False)[0]
@@ -196,3 +198,10 @@ def test_cli_resume_after_sigkill(tgi_server, tiny_embedder, tmp_path, cli_env):
     assert "threshold" in card and "0.9999" in card and "CERBERO_TEST_API_KEY" not in done.stdout
     for text in (card, done.stdout, done.stderr):
         assert "sk-never-print-me" not in text
+
+
+def test_generate_cli_rejects_an_unknown_index(tmp_path, cli_env):
+    res = run_cli(["generate", tmp_path / "seeds", tmp_path / "out", "--endpoint", "http://127.0.0.1:1",
+                   "--index", "ivf"], env=cli_env)
+    assert res.returncode == 2 and "--index must be exact or hnsw" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1

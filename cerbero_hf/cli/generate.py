@@ -36,6 +36,8 @@ def register(app) -> None:
         concurrency: Annotated[int, typer.Option(help="Requests in flight at most.")] = 64,
         threshold: Annotated[float, typer.Option(help="Reject a message whose cosine to a stored one is above "
                                                  "this.")] = 0.9,
+        index: Annotated[str, typer.Option(help="Diversity store search: exact, or hnsw (approximate, for "
+                                           "millions of messages).")] = "exact",
         seed: Annotated[int, typer.Option(help="Global RNG seed (lengths, request seeds, seed order).")] = 42,
         lengths: Annotated[str, typer.Option(help="Target lengths, drawn uniformly (messages, seed "
                                              "included).")] = "4,6,8,10",
@@ -63,6 +65,8 @@ def register(app) -> None:
             raise InputError("give exactly one of --endpoint URL or --model PATH_OR_ID")
         if mode not in ("chat", "completion"):
             raise InputError(f"--mode must be chat or completion, got {mode!r}")
+        if index not in ("exact", "hnsw"):
+            raise InputError(f"--index must be exact or hnsw, got {index!r}")
         try:
             length_list = tuple(int(x) for x in lengths.split(","))
         except ValueError:
@@ -127,7 +131,7 @@ def register(app) -> None:
                 cache_path=None if no_cache else (cache or "auto"), language=language, on_event=on_event,
                 map_progress=False, command=command, lengths=length_list, max_attempts=max_attempts,
                 max_chars=max_chars, reject_truncated=not keep_truncated, temperature=temperature, top_p=top_p,
-                max_new_tokens=max_new_tokens)
+                max_new_tokens=max_new_tokens, index=index)
         table = Table(title=f"generate → {output}")
         table.add_column("count")
         table.add_column("value", justify="right")

@@ -122,6 +122,7 @@ def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int
         "store_size": len(chat.store),
     }
     params = {"generator": backend.describe(), "embedder": chat.embedder.model_id, "threshold": threshold,
+              "index": chat.store.index,
               "seed": seed, "language": chat.pack.code, "lengths": list(chat.lengths),
               "max_attempts": chat.max_attempts, "max_chars": chat.max_chars,
               "reject_truncated": chat.reject_truncated, **chat.sampling,

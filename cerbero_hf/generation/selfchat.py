@@ -94,6 +94,8 @@ class SelfChat:
         seed_texts: texts that seed the diversity store (D10: every seed message).
         store: an existing ``EmbeddingStore`` to use instead of building one from ``seed_texts``.
         threshold: reject when cosine > threshold (D9).
+        index: the store's search, ``"exact"`` (never misses) or ``"hnsw"`` (approximate, for stores
+            of millions of vectors; see ``bench/diversity.py --sweep`` for its agreement with exact).
         lengths: target lengths drawn uniformly (D6).
         max_attempts: candidates per position before the conversation ends (D7).
         max_chars: longest accepted message, in characters.
@@ -104,7 +106,7 @@ class SelfChat:
     """
 
     def __init__(self, backend, embedder, *, language="it", seed_texts=(), store=None, threshold: float = 0.9,
-                 lengths=(4, 6, 8, 10), max_attempts: int = 5, max_chars: int = 8000, reject_truncated: bool = True,
+                 index: str = "exact", lengths=(4, 6, 8, 10), max_attempts: int = 5, max_chars: int = 8000, reject_truncated: bool = True,
                  temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 512, seed: int = 42,
                  cache=None, embed_batch: int = 64):
         from cerbero_hf.diversity import Embedder
@@ -118,6 +120,7 @@ class SelfChat:
         self.seed_texts = list(dict.fromkeys(seed_texts))
         self.store = store
         self.threshold, self.lengths, self.max_attempts = threshold, tuple(lengths), max_attempts
+        self.index = index
         self.max_chars, self.reject_truncated = max_chars, reject_truncated
         self.sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
         self.seed = seed
@@ -143,8 +146,10 @@ class SelfChat:
     @property
     def verdict_key(self) -> str:
         """Identifies the settings a cached verdict depends on (embedder, threshold, parsing)."""
-        return hashlib.sha256(repr((self.embedder.model_id, self.threshold, self.max_chars,
-                                    self.reject_truncated)).encode()).hexdigest()[:16]
+        key = (self.embedder.model_id, self.threshold, self.max_chars, self.reject_truncated)
+        if self.index != "exact":  # an approximate store may decide differently (exact keys stay as they were)
+            key += (self.index,)
+        return hashlib.sha256(repr(key).encode()).hexdigest()[:16]
 
     def prepare(self) -> None:
         """Build the store (seed messages + every vector accepted in a cached earlier run). Idempotent."""
@@ -154,7 +159,7 @@ class SelfChat:
 
         if self.store is None:
             dim = self.embedder.dim
-            self.store = EmbeddingStore(dim, threshold=self.threshold)
+            self.store = EmbeddingStore(dim, threshold=self.threshold, index=self.index)
             if self.seed_texts:
                 self.store.add(self.embedder.encode(self.seed_texts))
             if self.cache is not None:
