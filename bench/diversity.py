@@ -8,7 +8,10 @@ GEMM rate of the machine, which this script measures first (and again at the end
 shared and noisy, both figures are printed).
 
 Baselines measured in the same run, on a subset and extrapolated (said so in the output):
-  * per-vector: ``try_add`` one candidate at a time (a matrix-vector product per candidate);
+  * per-vector: one matrix-vector product per candidate against a preallocated store (the best a
+    per-vector loop can do: memory-bound, so its rate bounds how far batching can go, printed as the
+    "brute-force ceiling");
+  * textbook: the same loop with the store grown by ``np.vstack`` on every accept;
   * pure Python: a loop over the stored vectors with one ``np.dot`` per pair.
 
 Then a scaling table (10k and 100k exact; ``--n-approx`` vectors with the HNSW index and its
@@ -17,6 +20,7 @@ rejection.
 
 Usage:
     .venv/bin/python bench/diversity.py [--n 100000] [--n-approx 1000000] [--batch 1024] [--quick]
+        [--hnsw-m 32 --ef-construction 80 --ef-search 128] [--approx-data random|structured] [--sweep 100000]
 """
 
 from __future__ import annotations
@@ -33,6 +37,15 @@ def unit(rng, n, d):
     return normalise(rng.standard_normal((n, d), dtype=np.float32))
 
 
+def structured(rng, n, d, rank: int = 48, noise: float = 0.5):
+    """Unit vectors with the low-rank structure of real sentence embeddings: a random ``rank``-dimensional
+    subspace plus isotropic noise (``noise`` of the subspace's scale). Random vectors are the hard case for a
+    graph index (no neighbourhood structure at all); these are closer to what the store holds in practice."""
+    basis = rng.standard_normal((rank, d), dtype=np.float32)
+    return normalise(rng.standard_normal((n, rank), dtype=np.float32) @ basis
+                     + noise * np.sqrt(rank) * rng.standard_normal((n, d), dtype=np.float32))
+
+
 def gemm_rate(d: int, batch: int, seconds: float = 3.0) -> float:
     """float32 GFLOP/s of the store's representative product: (batch x d) @ (d x 16384)."""
     rng = np.random.default_rng(1)
@@ -45,8 +58,8 @@ def gemm_rate(d: int, batch: int, seconds: float = 3.0) -> float:
     return 2.0 * batch * 16384 * d * reps / (time.perf_counter() - t0) / 1e9
 
 
-def online_exact(x: np.ndarray, batch: int, index: str = "exact") -> tuple[float, EmbeddingStore, int]:
-    store = EmbeddingStore(x.shape[1], index=index, capacity=len(x))
+def online_exact(x: np.ndarray, batch: int, index: str = "exact", **hnsw) -> tuple[float, EmbeddingStore, int]:
+    store = EmbeddingStore(x.shape[1], index=index, capacity=len(x), **hnsw)
     accepted = 0
     t0 = time.perf_counter()
     for start in range(0, len(x), batch):
@@ -66,6 +79,19 @@ def per_vector_seconds(x: np.ndarray, samples: int) -> float:
     return (time.perf_counter() - t0) / len(cands)
 
 
+def textbook_seconds(x: np.ndarray, samples: int) -> float:
+    """The loop as it is usually first written: the store is a growing array, each accepted vector is
+    ``np.vstack``-ed onto it (a copy of the whole store per accept); seconds per candidate at a store of
+    len(x)//2 vectors."""
+    stored = x[: len(x) // 2].copy()
+    cands = x[len(x) // 2: len(x) // 2 + samples]
+    t0 = time.perf_counter()
+    for v in cands:
+        if float((stored @ v).max()) <= 0.9:
+            stored = np.vstack([stored, v[None, :]])
+    return (time.perf_counter() - t0) / len(cands)
+
+
 def python_pair_seconds(x: np.ndarray, pairs: int) -> float:
     stored, v = list(x[:pairs]), x[-1]
     t0 = time.perf_counter()
@@ -77,10 +103,10 @@ def python_pair_seconds(x: np.ndarray, pairs: int) -> float:
     return (time.perf_counter() - t0) / pairs
 
 
-def approx_run(n: int, d: int, batch: int, sample: int) -> dict:
+def approx_run(n: int, d: int, batch: int, sample: int, data: str = "random", **hnsw) -> dict:
     rng = np.random.default_rng(7)
-    x = unit(rng, n, d)
-    secs, store, acc = online_exact(x, batch, index="hnsw")
+    x = unit(rng, n, d) if data == "random" else structured(rng, n, d)
+    secs, store, acc = online_exact(x, batch, index="hnsw", **hnsw)
     stored = store.vectors
     # Recall@1 on fresh random queries (the hard case for a graph index: no structure at all)
     # and decision agreement on planted near-duplicates of stored vectors (cos about 0.95).
@@ -96,12 +122,45 @@ def approx_run(n: int, d: int, batch: int, sample: int) -> dict:
             "agree": agree, "planted_cos": float(np.median(exact_sims))}
 
 
+def hnsw_sweep(n: int, d: int) -> None:
+    """Decision agreement with exact search on planted near-duplicates (cos ~0.95), bulk-built indexes."""
+    import faiss
+
+    print(f"\nHNSW parameter sweep, {n:,} vectors (bulk add), 1,000 planted near-duplicates")
+    print(f"{'data':>10} {'M':>3} {'efC':>4} {'build/s':>8} {'efSearch':>8} {'agree':>6} {'queries/s':>10}")
+    rng = np.random.default_rng(11)
+    for data in ("random", "structured"):
+        x = unit(rng, n, d) if data == "random" else structured(rng, n, d)
+        planted = normalise(x[rng.choice(n, 1000, replace=False)] + 0.33 * unit(rng, 1000, d))
+        exact = (planted @ x.T).max(axis=1) > 0.9
+        for m, efc in ((16, 40), (32, 80)):
+            idx = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
+            idx.hnsw.efConstruction = efc
+            t0 = time.perf_counter()
+            idx.add(x)
+            build = n / (time.perf_counter() - t0)
+            for efs in (32, 128, 512):
+                idx.hnsw.efSearch = efs
+                t0 = time.perf_counter()
+                sims, _ = idx.search(planted, 1)
+                qps = len(planted) / (time.perf_counter() - t0)
+                agree = float(((sims[:, 0] > 0.9) == exact).mean())
+                print(f"{data:>10} {m:>3} {efc:>4} {build:>8,.0f} {efs:>8} {agree:>6.3f} {qps:>10,.0f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000, help="vectors in the main exact run")
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--batch", type=int, default=1024, help="candidates per accept_batch call")
     ap.add_argument("--n-approx", type=int, default=1_000_000, help="vectors in the HNSW run (0 skips it)")
+    ap.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree (the store's default)")
+    ap.add_argument("--ef-construction", type=int, default=80, help="HNSW build beam (the store's default)")
+    ap.add_argument("--ef-search", type=int, default=64, help="HNSW search beam (the store's default)")
+    ap.add_argument("--approx-data", choices=["random", "structured"], default="random",
+                    help="vectors of the HNSW run: random (the hard case) or low-rank + noise, like embeddings")
+    ap.add_argument("--sweep", type=int, default=0, metavar="N",
+                    help="also print HNSW decision agreement on N vectors for a grid of M/efConstruction/efSearch")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     args = ap.parse_args()
     if args.quick:
@@ -124,14 +183,22 @@ def main() -> None:
 
     per_vec = per_vector_seconds(x, samples=200)
     naive = per_vec * n
+    textbook = textbook_seconds(x, samples=100) * n
     per_pair = python_pair_seconds(x, pairs=min(20_000, n - 1))
     python_total = per_pair * n * (n - 1) / 2
     print(f"naive per-vector loop (numpy matrix-vector product per candidate): {1e3 * per_vec:.2f} ms per candidate against {n // 2:,} vectors "
           f"(measured on 200 candidates, extrapolated x{n:,}): ~{naive:.0f} s -> batched is {naive / secs:.1f}x faster")
+    print(f"textbook per-vector loop (matrix-vector product, np.vstack on accept): measured on 100 candidates, "
+          f"extrapolated: ~{textbook:.0f} s -> batched is {textbook / secs:.1f}x faster")
+    print(f"brute-force ceiling vs the per-vector product loop: GEMM rate / its rate = "
+          f"{gemm / (2 * d * (n // 2) / per_vec / 1e9):.1f}x (it runs at {2 * d * (n // 2) / per_vec / 1e9:.1f} GFLOP/s, "
+          f"memory-bound)")
     print(f"pure-Python pair loop: {1e6 * per_pair:.2f} us per pair (measured on {min(20_000, n - 1):,} pairs, "
           f"extrapolated to {n * (n - 1) // 2:,} pairs): ~{python_total:,.0f} s -> batched is {python_total / secs:,.0f}x faster")
 
-    print("\nscaling (exact = numpy matrix products; hnsw = FAISS IndexHNSWFlat, M=32, efSearch=64)")
+    hnsw = dict(hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search)
+    print(f"\nscaling (exact = numpy matrix products; hnsw = FAISS IndexHNSWFlat, M={args.hnsw_m}, "
+          f"efConstruction={args.ef_construction}, efSearch={args.ef_search})")
     print(f"{'N':>10} {'index':>6} {'wall s':>8} {'GFLOP/s':>8} {'% GEMM':>7} {'accepted':>9} {'recall@1':>9} {'agree':>6}")
     for size in sorted({10_000, n}):
         xs = x[:size]
@@ -139,11 +206,13 @@ def main() -> None:
         r = float(size) * size * d / s_secs / 1e9
         print(f"{size:>10,} {'exact':>6} {s_secs:>8.1f} {r:>8.1f} {100 * r / gemm:>6.0f}% {s_acc:>9,} {'1.000':>9} {'1.000':>6}")
     if args.n_approx:
-        res = approx_run(args.n_approx, d, b, sample=1000)
+        res = approx_run(args.n_approx, d, b, sample=1000, data=args.approx_data, **hnsw)
         print(f"{args.n_approx:>10,} {'hnsw':>6} {res['secs']:>8.1f} {'-':>8} {'-':>7} {res['accepted']:>9,} "
               f"{res['recall1']:>9.3f} {res['agree']:>6.3f}")
-        print(f"  recall@1: fresh random queries vs exact search on 1,000 samples; agree: same > 0.9 decision as "
-              f"exact on 1,000 planted near-duplicates (median exact cos {res['planted_cos']:.2f})")
+        print(f"  {args.approx_data} vectors; recall@1: fresh random queries vs exact search on 1,000 samples; agree: "
+              f"same > 0.9 decision as exact on 1,000 planted near-duplicates (median exact cos {res['planted_cos']:.2f})")
+    if args.sweep:
+        hnsw_sweep(args.sweep, d)
 
     # Planted near-duplicates: half of the stream are noisy copies (cos about 0.95) of earlier vectors.
     m = min(n, 20_000)
