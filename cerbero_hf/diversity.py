@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 DEFAULT_THRESHOLD = 0.9
+INDEXES = ("exact", "hnsw")  # the store's search: exact matrix products, or approximate FAISS HNSW
 # float32 cosines carry ~1e-7 rounding; a value within this of the threshold counts as equal to
 # it (accepted), so "0.9 exactly" is accepted whatever the rounding of the normalisation.
 FLOAT_TOLERANCE = 1e-6
@@ -136,8 +137,8 @@ class EmbeddingStore:
 
     def __init__(self, dim: int, threshold: float = DEFAULT_THRESHOLD, index: str = "exact",
                  capacity: int = 1024, hnsw_m: int = 32, ef_search: int = 128, ef_construction: int = 80):
-        if index not in ("exact", "hnsw"):
-            raise ValueError(f"index must be 'exact' or 'hnsw', got {index!r}")
+        if index not in INDEXES:
+            raise ValueError(f"index must be {' or '.join(map(repr, INDEXES))}, got {index!r}")
         self.dim = int(dim)
         self.threshold = float(threshold)
         self.index = index

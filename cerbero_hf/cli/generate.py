@@ -65,8 +65,10 @@ def register(app) -> None:
             raise InputError("give exactly one of --endpoint URL or --model PATH_OR_ID")
         if mode not in ("chat", "completion"):
             raise InputError(f"--mode must be chat or completion, got {mode!r}")
-        if index not in ("exact", "hnsw"):
-            raise InputError(f"--index must be exact or hnsw, got {index!r}")
+        from cerbero_hf.diversity import INDEXES
+
+        if index not in INDEXES:
+            raise InputError(f"--index must be {' or '.join(INDEXES)}, got {index!r}")
         try:
             length_list = tuple(int(x) for x in lengths.split(","))
         except ValueError:
