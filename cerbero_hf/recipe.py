@@ -191,7 +191,13 @@ def parse_recipe(data: dict, file: str | None = None) -> Recipe:
             kwargs[key] = {"enabled": True, **(value or {})}
         else:
             kwargs[key] = value
-    return Recipe(**kwargs)
+    recipe = Recipe(**kwargs)
+    from cerbero_hf.diversity import INDEXES
+
+    if recipe.generate.index not in INDEXES:  # fail before any stage runs, not inside generate
+        raise InputError(f"generate.index must be {' or '.join(INDEXES)}, got {recipe.generate.index!r}", file=file,
+                         column="generate.index")
+    return recipe
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -39,6 +39,9 @@ def test_unknown_keys_name_the_setting(tmp_path):
         load_recipe(tmp_path / "r.yaml")
     with pytest.raises(InputError, match="unknown recipe section 'sedes'"):
         parse_recipe({"sedes": {}})
+    (tmp_path / "i.yaml").write_text("generate:\n  index: ivf\n")
+    with pytest.raises(InputError, match=r"column 'generate.index': generate.index must be exact or hnsw, got 'ivf'"):
+        load_recipe(tmp_path / "i.yaml")
 
 
 def test_overrides_are_yaml_typed(tmp_path):
