@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/cerbero-hf demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from cerbero_hf.diversity import EmbeddingStore, normalise
+from cerbero_hf.stages.generate.store import EmbeddingStore, normalise
 
 
 def unit(rng, n, d):
@@ -184,7 +184,8 @@ def main() -> None:
     textbook = per_vector_seconds(x, samples=100, vstack=True) * n
     per_pair = python_pair_seconds(x, pairs=min(20_000, n - 1))
     python_total = per_pair * n * (n - 1) / 2
-    print(f"naive per-vector loop (numpy matrix-vector product per candidate): {1e3 * per_vec:.2f} ms per candidate against {n // 2:,} vectors "
+    print(f"naive per-vector loop (numpy matrix-vector product per candidate): {1e3 * per_vec:.2f} ms per candidate "
+          f"against {n // 2:,} vectors "
           f"(measured on 200 candidates, extrapolated x{n:,}): ~{naive:.0f} s -> batched is {naive / secs:.1f}x faster")
     print(f"textbook per-vector loop (matrix-vector product, np.vstack on accept): measured on 100 candidates, "
           f"extrapolated: ~{textbook:.0f} s -> batched is {textbook / secs:.1f}x faster")

@@ -2,7 +2,7 @@
 
 The same few-shot prompts (every fixture task: SQuAD-it 3-shot, SENTIPOLC / IronITA / AMI 2020 5-shot,
 the Cerbero chat template, the tasks' own generation lengths: 100 new tokens for SQuAD-it, 16 for EVALITA)
-go through :class:`cerbero_hf.evaluation.generators.LocalGenerator` with ``batch_size=16`` and with
+go through :class:`cerbero_hf.stages.evaluate.generators.LocalGenerator` with ``batch_size=16`` and with
 ``batch_size=1``, on the tiny chat model (built under ``bench/_work/``). The tiny model has random weights
 and never stops early, so every prompt generates its full length in both modes; the batched run also pays
 for left padding. Both runs must give identical answers (checked). Target: >= 4x examples/s at batch 16.
@@ -40,9 +40,9 @@ def main() -> None:
     datasets.disable_progress_bars()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from cerbero_hf.evaluation import TASKS, evaluation_settings, load_examples, prompt_format, task_configs
-    from cerbero_hf.evaluation.generators import LocalGenerator
-    from cerbero_hf.evaluation.runner import build_chats
+    from cerbero_hf.stages.evaluate import TASKS, evaluation_settings, load_examples, prompt_format, task_configs
+    from cerbero_hf.stages.evaluate.generators import LocalGenerator
+    from cerbero_hf.stages.evaluate.runner import build_chats
     from cerbero_hf.tiny_models import build_tiny_chat_lm
 
     model_dir = WORK / "tiny-chat-lm"

@@ -159,7 +159,7 @@ async def run_bare(url: str, concurrency: int, warm: float, window: float, sized
 
 
 async def run_ours(url: str, concurrency: int, warm: float, window: float):
-    from cerbero_hf.generation.backends import EndpointBackend, Request
+    from cerbero_hf.stages.generate.backends import EndpointBackend, Request
 
     backend = EndpointBackend(url, "chat", model="bench", concurrency=concurrency, timeout=60)
     request = Request(messages=MESSAGES, max_new_tokens=64, stop=["[|Umano|]", "[|Assistente|]"], seed=1)
@@ -178,11 +178,11 @@ async def run_ours(url: str, concurrency: int, warm: float, window: float):
 def e2e(url: str, conversations: int, concurrency: int, latency: float) -> dict:
     import datasets
 
-    from cerbero_hf.diversity import Embedder
-    from cerbero_hf.generation.backends import EndpointBackend
-    from cerbero_hf.generation.corpus import seed_messages
-    from cerbero_hf.generation.selfchat import SelfChat
     from cerbero_hf.schema import features, make_row
+    from cerbero_hf.stages.generate.backends import EndpointBackend
+    from cerbero_hf.stages.generate.corpus import seed_messages
+    from cerbero_hf.stages.generate.embedder import Embedder
+    from cerbero_hf.stages.generate.selfchat import SelfChat
     from cerbero_hf.tiny_models import italian_sentences, packaged_minilm_path
 
     datasets.disable_progress_bars()

@@ -7,7 +7,7 @@ Run: ``.venv/bin/python bench/pll.py [--configs tiny base] [--texts 300] [--base
 - minicons 0.3.39 ``scorer.MaskedLMScorer`` (``sequence_score``, batches of 8 texts), run as a subprocess from
   its own virtualenv under bench/_work/ (minicons fails under transformers 5), on the same saved weights, with
   the tokenizer re-saved from ``tokenizer.json`` as a plain ``PreTrainedTokenizerFast``;
-- fast: ``cerbero_hf.quality.PLLScorer``.
+- fast: ``cerbero_hf.stages.quality.pll.PLLScorer``.
 
 Prints tokens/s (scored tokens / wall seconds of scoring, model loading excluded), the ratios and the largest
 score difference. Models: the tiny BERT (window 64) and a BERT-base-sized config (hidden 768, 12 layers,
@@ -127,7 +127,7 @@ def timed(fn, *args):
 
 
 def bench(name: str, texts: list[str], threads: int, skip_naive: bool) -> None:
-    from cerbero_hf.quality import PLLScorer
+    from cerbero_hf.stages.quality.pll import PLLScorer
 
     model_dir = build(name)
     scorer = PLLScorer(model_dir, device="cpu")

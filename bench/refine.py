@@ -56,9 +56,9 @@ def main() -> None:
 
     disable_progress_bar()
     from cerbero_hf.io import load_table
-    from cerbero_hf.langid import LanguageChecker, lingua_detect, prose_lines, split_sentences
     from cerbero_hf.languages import load_language
-    from cerbero_hf.refiner import Refiner
+    from cerbero_hf.stages.refine.langid import LanguageChecker, lingua_detect, prose_lines, split_sentences
+    from cerbero_hf.stages.refine.refiner import Refiner
 
     path, expected = corpus(args.n, args.work)
     print(f"machine: {os.cpu_count()} CPUs, load average before the run {os.getloadavg()[0]:.2f}")

@@ -60,8 +60,9 @@ def run_ours(lm, corpus, out, steps, max_length, packing) -> tuple[int, float]:
     from cerbero_hf.cli import main
 
     main(["train", f"generated={corpus}", str(out), "--model", str(lm), "--max-steps", str(steps),
-          "--max-length", str(max_length), "--grad-accum", "1", "--packing" if packing else "--no-packing",
-          "--save-steps", str(10 * steps), "--set", "eval_fraction=0", "--no-resume"])
+          "--max-length", str(max_length), "--gradient-accumulation-steps", "1",
+          "--packing" if packing else "--no-packing", "--save-steps", str(10 * steps), "--eval-fraction", "0",
+          "--no-resume"])
     result = json.loads((Path(out) / "cerbero_train.json").read_text())["result"]
     return result["tokens"], result["seconds"]
 

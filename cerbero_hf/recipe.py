@@ -1,19 +1,21 @@
-"""The YAML recipe: one typed section per stage, run in order by ``cerbero-hf run RECIPE.yaml``.
+"""The YAML recipe, built from the stage registry, and the runner behind ``cerbero-hf run RECIPE.yaml``.
 
-Sections (each may set ``enabled: false`` to skip it; each reads the previous stage's output folder):
+A recipe has ``output_dir``, ``language``, ``seed`` and one section per stage of
+:data:`cerbero_hf.stages.NAMES`; each section holds that stage's config keys (the same names as its CLI
+flags) plus ``enabled``. ``language`` and ``seed`` fill the sections that do not set their own.
 
-``seeds`` → ``generate`` → ``refine`` → ``score`` → ``filter`` → ``train`` → ``evaluate`` → ``publish``
-
-Every stage writes into ``<output_dir>/<stage>/`` and records itself in ``<output_dir>/manifest.json``
-(config, counts, seconds, output paths). Re-running the same recipe skips stages already done with the
-same config and resumes the unfinished one (generation replays its request cache; training resumes from
-its last checkpoint). Values like ``${TGI_URL}`` are read from the environment; secrets are referenced by
-the *name* of their environment variable (``api_key_env``) and never written anywhere.
+Everything is checked when the recipe is loaded, before any stage runs: unknown keys, types, ranges and
+choices of every section and ``--set`` override, and that every enabled stage's inputs come from an
+enabled stage. Each stage writes into ``<output_dir>/<folder>/`` and records its config, typed result and
+timing in ``<output_dir>/manifest.json``. A stage re-runs when its own config changes or when a stage it
+reads from re-ran; it is taken from the manifest otherwise (``--force`` re-runs everything). Values like
+``${TGI_URL}`` come from the environment (``${NAME:-default}`` gives a default; an unset variable without
+one is an error); secrets are referenced by the *name* of their environment variable (``api_key_env``)
+and never written anywhere.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -23,213 +25,154 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from cerbero_hf.config import coerce, from_dict, load_yaml
 from cerbero_hf.errors import InputError
+from cerbero_hf.redact import redact
+from cerbero_hf.stages import NAMES, get_stage
+from cerbero_hf.stages.base import Context, Result
 
-STAGES = ("seeds", "generate", "refine", "score", "filter", "train", "evaluate", "publish")
-
-
-@dataclass
-class SeedsSection:
-    """OASST trees → root-to-leaf seed conversations (METHOD §2). ``input``: OASST table (file, folder or Hub id)."""
-
-    enabled: bool = True
-    input: str = "OpenAssistant/oasst1"
-    split: str = "train"
-
-
-@dataclass
-class GenerateSection:
-    """Self-chat generation with the diversity filter (METHOD §3, D1–D13).
-
-    backend: ``endpoint`` (``endpoint`` URL, ``mode`` chat|completion, ``api_key_env``) or ``local`` (``model``).
-    """
-
-    enabled: bool = True
-    backend: str = "endpoint"
-    endpoint: str = "${TGI_URL}"
-    mode: str = "chat"
-    model: str = "meta-llama/Llama-2-70b-chat-hf"
-    api_key_env: str | None = None
-    embedder: str = "sentence-transformers/distiluse-base-multilingual-cased-v2"
-    threshold: float = 0.9
-    index: str = "exact"
-    max_conversations: int | None = None
-    concurrency: int = 64
-    max_attempts: int = 5
-    max_new_tokens: int = 512
-    temperature: float = 0.7
-    top_p: float = 0.9
-    lengths: list[int] = field(default_factory=lambda: [4, 6, 8, 10])
-
-
-@dataclass
-class RefineSection:
-    """Refinement of an existing corpus (METHOD §4). ``inputs``: Fauno files/folders/Hub ids, refined together."""
-
-    enabled: bool = True
-    inputs: list[str] = field(default_factory=lambda: [
-        "andreabac3/Quora-Italian-Fauno-Baize", "andreabac3/StackOverflow-Italian-Fauno-Baize",
-        "andreabac3/MedQuaAD-Italian-Fauno-Baize"])
-    lang_action: str = "flag"
-    text_column: str | None = None
-    num_proc: int = 1
-    license: str = "gpl-3.0"
-
-
-@dataclass
-class ScoreSection:
-    """MLM pseudo-log-likelihood of every message (METHOD §5, D21–D23), generated and refined corpora."""
-
-    enabled: bool = True
-    model: str = "dbmdz/bert-base-italian-xxl-cased"
-    variant: str = "pll"
-    batch_tokens: int | None = None  # None: sized to the model and device (PLLScorer)
-
-
-@dataclass
-class FilterSection:
-    """The NLL < max_nll quality filter (METHOD §5.3, D24), applied to each scored corpus separately."""
-
-    enabled: bool = True
-    max_nll: float = 2.0
-    policy: str = "truncate"
-
-
-@dataclass
-class EvaluateSection:
-    """SQuAD-it 3-shot and EVALITA 5-shot (METHOD §7, D29–D32) of the trained model."""
-
-    enabled: bool = True
-    tasks: list[str] = field(default_factory=lambda: ["squad_it", "sentipolc", "ironita", "ami2020"])
-    limit: int | None = None
-    data_dir: str | None = None
-    batch_size: int = 16
-    update_card: bool = True
-
-
-@dataclass
-class PublishSection:
-    """Push corpora, metric and model to the Hub (``namespace`` = user or org), or copy them to ``local_dir``."""
-
-    enabled: bool = False
-    namespace: str = ""
-    private: bool = True
-    local_dir: str | None = None
-    corpus_name: str = "cerbero-chat-it"
-    model_name: str = "cerbero-7b-repro"
-    metric_name: str = "mlm_nll"
+STAGES = NAMES
+TOP_LEVEL = {"output_dir": str, "language": str, "seed": int}
 
 
 @dataclass
 class Recipe:
-    """A whole run. ``train`` is :class:`cerbero_hf.training.TrainConfig` as a dict (validated when it runs)."""
+    """A whole run: top-level settings, one validated config per stage and which stages are enabled."""
 
     output_dir: str = "runs/cerbero"
     language: str = "it"
     seed: int = 42
-    seeds: SeedsSection = field(default_factory=SeedsSection)
-    generate: GenerateSection = field(default_factory=GenerateSection)
-    refine: RefineSection = field(default_factory=RefineSection)
-    score: ScoreSection = field(default_factory=ScoreSection)
-    filter: FilterSection = field(default_factory=FilterSection)
-    train: dict = field(default_factory=lambda: {"enabled": True})
-    evaluate: EvaluateSection = field(default_factory=EvaluateSection)
-    publish: PublishSection = field(default_factory=PublishSection)
+    configs: dict[str, Any] = field(default_factory=dict)
+    switches: dict[str, bool] = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        configs = self.__dict__.get("configs", {})
+        if name in configs:
+            return configs[name]
+        raise AttributeError(name)
 
     def section(self, name: str):
-        return getattr(self, name)
+        return self.configs[name]
 
     def enabled(self, name: str) -> bool:
-        sec = self.section(name)
-        return bool(sec.get("enabled", True) if isinstance(sec, dict) else sec.enabled)
+        return self.switches.get(name, get_stage(name).enabled)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out: dict[str, Any] = {"output_dir": self.output_dir, "language": self.language, "seed": self.seed}
+        for name in NAMES:
+            out[name] = {"enabled": self.enabled(name), **config_dict(self.configs[name])}
+        return out
+
+
+def config_dict(config) -> dict:
+    """A config as plain JSON-able data (``to_dict`` when the config has its own, e.g. TRL's)."""
+    import dataclasses
+
+    data = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
+    return json.loads(json.dumps(data, default=str))
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def expand_env(value: Any) -> Any:
-    """Replace ``${NAME}`` / ``${NAME:-default}`` in strings (recursively) from the environment."""
+def expand_env(value: Any, key: str = "") -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in strings (recursively); an unset ``${NAME}`` is an error."""
     if isinstance(value, str):
-        return _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+        def sub(m: re.Match) -> str:
+            if m.group(1) in os.environ:
+                return os.environ[m.group(1)]
+            if m.group(2) is not None:
+                return m.group(2)
+            raise InputError(f"environment variable {m.group(1)} is not set (write ${{{m.group(1)}:-default}} "
+                             f"for a default)", column=key or None)
+        return _ENV.sub(sub, value)
     if isinstance(value, list):
-        return [expand_env(v) for v in value]
+        return [expand_env(v, key) for v in value]
     if isinstance(value, dict):
-        return {k: expand_env(v) for k, v in value.items()}
+        return {k: expand_env(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
     return value
 
 
-def _build(cls, data: dict, where: str, file: str | None):
-    if not isinstance(data, dict):
-        raise InputError(f"section {where!r} must be a mapping", file=file, column=where)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InputError(f"unknown setting {where}.{unknown[0]}", file=file, column=f"{where}.{unknown[0]}")
-    return cls(**data)
-
-
 def parse_recipe(data: dict, file: str | None = None) -> Recipe:
-    """Validate a recipe mapping into a :class:`Recipe` (unknown keys are errors naming the key)."""
+    """Validate a recipe mapping into a :class:`Recipe`; every error names its key (``generate.threshold``)."""
     if not isinstance(data, dict):
         raise InputError("a recipe must be a YAML mapping", file=file)
-    hints = {f.name: f for f in dataclasses.fields(Recipe)}
-    unknown = sorted(set(data) - set(hints))
+    known = list(TOP_LEVEL) + list(NAMES)
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise InputError(f"unknown recipe section {unknown[0]!r}; expected {', '.join(hints)}", file=file,
+        raise InputError(f"unknown recipe section {unknown[0]!r}; expected {', '.join(known)}", file=file,
                          column=unknown[0])
-    kwargs: dict[str, Any] = {}
-    section_types = {"seeds": SeedsSection, "generate": GenerateSection, "refine": RefineSection,
-                     "score": ScoreSection, "filter": FilterSection, "evaluate": EvaluateSection,
-                     "publish": PublishSection}
-    for key, value in data.items():
-        if key in section_types:
-            kwargs[key] = _build(section_types[key], value or {}, key, file)
-        elif key == "train":
-            kwargs[key] = {"enabled": True, **(value or {})}
-        else:
-            kwargs[key] = value
-    recipe = Recipe(**kwargs)
-    from cerbero_hf.diversity import INDEXES
-
-    if recipe.generate.index not in INDEXES:  # fail before any stage runs, not inside generate
-        raise InputError(f"generate.index must be {' or '.join(INDEXES)}, got {recipe.generate.index!r}", file=file,
-                         column="generate.index")
+    top = {k: coerce(data[k], tp, k) for k, tp in TOP_LEVEL.items() if k in data}
+    recipe = Recipe(**top)
+    defaults = {"language": recipe.language, "seed": recipe.seed}
+    for name in NAMES:
+        stage = get_stage(name)
+        section = data.get(name) or {}
+        if not isinstance(section, dict):
+            raise InputError(f"section {name!r} must be a mapping", file=file, column=name)
+        section = dict(section)
+        if "enabled" in section:
+            recipe.switches[name] = coerce(section.pop("enabled"), bool, f"{name}.enabled")
+        loader = getattr(stage.config, "from_recipe", None)
+        recipe.configs[name] = (loader(section, file=file, defaults=defaults, enabled=recipe.enabled(name)) if loader
+                                else from_dict(stage.config, section, file=file, defaults=defaults))
+    check_inputs(recipe, file)
     return recipe
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe YAML; ``overrides`` are ``section.key=value`` strings (YAML-typed values)."""
+def check_inputs(recipe: Recipe, file: str | None = None) -> None:
+    """Every enabled stage reads from enabled stages (all of its inputs, or one of them for ``any_of``)."""
+    for name in NAMES:
+        stage = get_stage(name)
+        if not recipe.enabled(name) or not stage.inputs:
+            continue
+        on = [i for i in stage.inputs if recipe.enabled(i)]
+        if (stage.any_of and not on) or (not stage.any_of and len(on) < len(stage.inputs)):
+            missing = [i for i in stage.inputs if not recipe.enabled(i)]
+            need = " or ".join(stage.inputs) if stage.any_of else missing[0]
+            raise InputError(f"stage {name!r} reads the output of {need!r}, which is disabled: enable it or set "
+                             f"{name}.enabled: false", file=file, column=f"{name}.enabled")
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``section.key=value`` strings (values parsed as YAML) into the recipe mapping."""
     import yaml
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError("no such recipe file", file=str(path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot parse recipe: {str(err).splitlines()[0]}", file=str(path)) from None
     for item in overrides or []:
         key, sep, raw = item.partition("=")
-        if not sep:
-            raise InputError(f"override {item!r} is not section.key=value")
+        if not sep or not key.strip():
+            raise InputError(f"override {item!r} is not section.key=value", column="--set")
         node = data
-        *parents, leaf = key.split(".")
+        *parents, leaf = key.strip().split(".")
         for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(raw)
-    return parse_recipe(expand_env(data), file=str(path))
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise InputError(f"override {item!r}: {p} is not a section", column=key)
+            node = child
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            node[leaf] = raw
+    return data
 
 
-def config_hash(section: Any) -> str:
-    payload = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else section
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read and validate a recipe YAML; ``overrides`` are ``section.key=value`` strings (YAML-typed)."""
+    data = apply_overrides(load_yaml(path, "recipe"), overrides or [])
+    try:
+        return parse_recipe(expand_env(data), file=str(path))
+    except InputError as err:
+        if err.file is None:
+            raise InputError(err.message, file=str(path), row=err.row, column=err.column) from None
+        raise
+
+
+def config_hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Manifest:
-    """``manifest.json``: what ran, with which config, counts, timings and output paths."""
+    """``manifest.json``: what ran, with which config, its typed result, timings and output paths."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -239,6 +182,10 @@ class Manifest:
         entry = self.data["stages"].get(stage)
         return bool(entry and entry.get("status") == "done" and entry.get("config_hash") == digest)
 
+    def result(self, stage: str) -> dict | None:
+        entry = self.data["stages"].get(stage)
+        return entry.get("result") if entry and entry.get("status") == "done" else None
+
     def record(self, stage: str, **entry) -> None:
         self.data["stages"][stage] = entry
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,54 +194,45 @@ class Manifest:
         tmp.replace(self.path)
 
 
-@dataclass
-class StageResult:
-    counts: dict = field(default_factory=dict)
-    outputs: dict = field(default_factory=dict)
+def stage_digest(recipe: Recipe, name: str, digests: dict[str, str]) -> str:
+    """A stage's cache key: its own config and the keys of the stages it reads (not unrelated stages)."""
+    stage = get_stage(name)
+    upstream = {i: digests[i] for i in stage.inputs if i in digests}
+    return config_hash({"stage": name, "config": config_dict(recipe.configs[name]), "inputs": upstream})
 
 
 def run_recipe(recipe: Recipe, *, only: list[str] | None = None, force: bool = False,
-               on_stage: Callable[[str, str, StageResult | None], None] | None = None) -> Manifest:
+               on_stage: Callable[[str, str, Result | None], None] | None = None) -> Manifest:
     """Run the enabled stages in order; returns the manifest. ``on_stage(stage, status, result)`` reports progress."""
-    from cerbero_hf import stages
-
     out = Path(recipe.output_dir)
     manifest = Manifest(out / "manifest.json")
-    manifest.data["recipe"] = _public(recipe.to_dict())
-    upstream = ""  # a stage's digest covers every earlier enabled stage, so new inputs re-run it
-    for stage in STAGES:
-        if not recipe.enabled(stage):
+    manifest.data["recipe"] = redact(recipe.to_dict())
+    digests: dict[str, str] = {}
+    results: dict[str, Result] = {}
+    for name in NAMES:
+        stage = get_stage(name)
+        if not recipe.enabled(name):
             if on_stage:
-                on_stage(stage, "skipped", None)
+                on_stage(name, "skipped", None)
             continue
-        digest = config_hash({"stage": recipe.section(stage), "language": recipe.language, "seed": recipe.seed,
-                              "upstream": upstream})
-        upstream = digest
-        if only and stage not in only:
+        digest = digests[name] = stage_digest(recipe, name, digests)
+        previous = manifest.result(name)
+        if (only and name not in only) or (not force and manifest.done(name, digest)):
+            if previous is not None:
+                results[name] = stage.result.from_dict(previous)
             if on_stage:
-                on_stage(stage, "skipped", None)
-            continue
-        if not force and manifest.done(stage, digest):
-            if on_stage:
-                on_stage(stage, "cached", StageResult(**{k: manifest.data["stages"][stage][k] for k in ("counts", "outputs")}))
+                on_stage(name, "skipped" if only and name not in only else "cached", results.get(name))
             continue
         start = time.time()
-        manifest.record(stage, status="running", config_hash=digest, started=start)
-        result = getattr(stages, f"run_{stage}")(recipe, out)
-        manifest.record(stage, status="done", config_hash=digest, seconds=round(time.time() - start, 2),
-                        counts=result.counts, outputs=result.outputs,
-                        config=_public(dataclasses.asdict(recipe.section(stage))
-                                       if dataclasses.is_dataclass(recipe.section(stage)) else recipe.section(stage)))
+        manifest.record(name, status="running", config_hash=digest, started=start)
+        ctx = Context(output=out / stage.folder, inputs={i: results[i] for i in stage.inputs if i in results},
+                      configs={i: recipe.configs[i] for i in stage.inputs if recipe.enabled(i)},
+                      language=recipe.language, seed=recipe.seed)
+        result = stage.run(recipe.configs[name], ctx)
+        results[name] = result
+        manifest.record(name, status="done", config_hash=digest, seconds=round(time.time() - start, 2),
+                        counts=result.counts(), outputs=result.outputs(), result=result.to_dict(),
+                        config=redact(config_dict(recipe.configs[name])))
         if on_stage:
-            on_stage(stage, "done", result)
+            on_stage(name, "done", result)
     return manifest
-
-
-def _public(config: Any) -> Any:
-    """Drop values that look like secrets (keys named *token*/*key* holding values, not env-var names)."""
-    if isinstance(config, dict):
-        return {k: ("<redacted>" if re.search(r"token|secret|password|api_key$", k, re.I) and config[k] else _public(v))
-                for k, v in config.items()}
-    if isinstance(config, list):
-        return [_public(v) for v in config]
-    return config

@@ -90,7 +90,9 @@ def run_cli(args, env=None, cwd=None, timeout=600):
                           env=env, cwd=cwd, timeout=timeout)
 
 
-# Fixture plugins: every tests/fixtures_*.py module is loaded (servers, Hub emulator, ...), so an
-# area adds shared fixtures without editing this file.
+# Test support (tests/support/): the Hub emulator, the TGI-protocol test server and the fixture plugins.
+# Every tests/support/fixtures_*.py module is loaded, so an area adds shared fixtures without editing this file.
+SUPPORT = Path(__file__).resolve().parent / "support"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-pytest_plugins = sorted(p.stem for p in Path(__file__).resolve().parent.glob("fixtures_*.py"))
+sys.path.insert(0, str(SUPPORT))
+pytest_plugins = sorted(p.stem for p in SUPPORT.glob("fixtures_*.py"))

@@ -21,7 +21,7 @@ def test_demo_runs_every_stage_offline(tmp_path, cli_env):
         assert entry["outputs"], stage
     counts = {s: manifest["stages"][s]["counts"] for s in STAGES}
     assert counts["seeds"]["paths"] == 63
-    assert counts["generate"]["summary conversations"] == 16
+    assert counts["generate"]["conversations"] == 16
 
     # The refinement of the bundled sample removes exactly the defects the builder planted.
     expected = json.loads((ROOT / "cerbero_hf" / "data" / "fauno_sample_expected.json").read_text())

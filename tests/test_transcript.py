@@ -3,9 +3,21 @@
 import pytest
 
 from cerbero_hf.languages import ITALIAN
-from cerbero_hf.transcript import (BAIZE, BAIZE_HEADER, cerbero_format, fauno_format, parse, parse_baize,
-                                   parse_cerbero, parse_fauno, render, render_baize, render_cerbero, render_fauno,
-                                   repair_tags)
+from cerbero_hf.transcript import (
+    BAIZE,
+    BAIZE_HEADER,
+    cerbero_format,
+    fauno_format,
+    parse,
+    parse_baize,
+    parse_cerbero,
+    parse_fauno,
+    render,
+    render_baize,
+    render_cerbero,
+    render_fauno,
+    repair_tags,
+)
 
 CHAT = [{"role": "user", "content": "Ciao, come stai?"},
         {"role": "assistant", "content": "Bene, grazie!\nE tu?"},

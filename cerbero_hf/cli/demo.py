@@ -30,7 +30,7 @@ def register(app) -> None:
         print_manifest(manifest)
         out = Console()
         out.print(f"Tiny models built in {sum(model_seconds.values()):.1f} s: {output / 'models'}")
-        out.print("Demo thresholds are tuned for the tiny models (see configs/demo.yaml): "
+        out.print("Demo thresholds are tuned for the tiny models (see cerbero_hf/resources/recipes/demo.yaml): "
                   "NLL filter < 6.5 instead of the paper's 2.0; 16 conversations of 4-6 messages.")
         out.print("Look at:", soft_wrap=True)
         for path in (output / "run" / "manifest.json", output / "run", output / "hub"):

@@ -1,54 +1,62 @@
-"""``cerbero-hf publish``: upload a corpus, the metric module or a model folder to the Hub (cerbero_hf.hub)."""
+"""``cerbero-hf publish FOLDER REPO_ID``: upload a corpus, the metric module or a model folder to the Hub.
+
+Upload flags come from :class:`cerbero_hf.stages.publish.stage.PublishConfig` (the recipe's ``publish:``
+keys); ``--kind`` and ``--private/--public`` are this command's own.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from typing import Annotated, Optional
 
 import typer
 
+from cerbero_hf.cli._config import config_command
+from cerbero_hf.stages.publish.stage import PublishConfig
+
 ORDER = 70
+
+EXTRA = [
+    inspect.Parameter("kind", inspect.Parameter.KEYWORD_ONLY, default="dataset", annotation=Annotated[
+        str, typer.Option(help="dataset | metric (a Space that evaluate.load resolves) | model.")]),
+    inspect.Parameter("private", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        Optional[bool], typer.Option("--private/--public", help="Visibility of a new repo (default: public, "
+                                                                 "private for models).")]),
+]
 
 
 def register(app) -> None:
-    @app.command()
-    def publish(
-        folder: Annotated[str, typer.Argument(help="Folder to upload: a Hub-layout dataset folder, an evaluate "
-                                                   "module folder (kind metric) or a saved model (kind model).")],
-        repo_id: Annotated[str, typer.Argument(help="Target repo, 'namespace/name'.")],
-        kind: Annotated[str, typer.Option(help="dataset | metric (a Space that evaluate.load resolves) | model.")]
-        = "dataset",
-        private: Annotated[bool | None, typer.Option("--private/--public", help="Visibility of a new repo "
-                                                     "(default: public, private for models).")] = None,
-        token_env: Annotated[str, typer.Option(help="Environment variable holding the Hub token (never "
-                                                    "printed).")] = "HF_TOKEN",
-        retries: Annotated[int, typer.Option(help="Retries on transient Hub errors (5xx, 429, dropped "
-                                                  "connections), with exponential backoff.")] = 5,
-        backoff: Annotated[float, typer.Option(help="First retry wait in seconds (doubles each time).")] = 1.0,
-    ) -> None:
+    @config_command(app, "publish", PublishConfig, extra=EXTRA, arguments=[
+        ("folder", "Folder to upload: a Hub-layout dataset folder, an evaluate module folder (kind metric) or a "
+                   "saved model (kind model)."),
+        ("repo_id", "Target repo, 'namespace/name'.")])
+    def publish(config: PublishConfig, folder: str, repo_id: str, kind: str = "dataset",
+                private: bool | None = None) -> None:
         """Publish FOLDER to REPO_ID on the Hub (HF_ENDPOINT); re-running finishes an interrupted upload."""
-        import os
+        import sys
 
         from rich.console import Console
         from rich.table import Table
 
         from cerbero_hf.errors import InputError
-        from cerbero_hf.hub import KINDS, PublishError, publish as do_publish
+        from cerbero_hf.stages.publish.hub import KINDS, PublishError
+        from cerbero_hf.stages.publish.hub import publish as do_publish
+        from cerbero_hf.stages.publish.stage import token
 
         if kind not in KINDS:
             raise InputError(f"unknown --kind {kind!r}; expected one of {', '.join(KINDS)}")
-        token = os.environ.get(token_env) or None
-        if token is None and token_env != "HF_TOKEN":
-            raise InputError(f"environment variable {token_env} is not set")
-        if private is None:
+        try:
+            secret = token(config)
+        except InputError as err:
+            raise InputError(err.message) from None
+        if private is None:  # this command's own default (a recipe's is publish.private)
             private = kind == "model"
         console = Console(stderr=True)
         try:
             with console.status(f"Publishing {kind} {folder} -> {repo_id} ..."):
-                result = do_publish(folder, repo_id, kind, private=private, token=token, retries=retries,
-                                    backoff=backoff)
+                result = do_publish(folder, repo_id, kind, private=private, token=secret, endpoint=config.endpoint,
+                                    retries=config.retries, backoff=config.backoff)
         except PublishError as err:  # the Hub refused: one line, exit 1 (bad input is InputError, exit 2)
-            import sys
-
             typer.echo(f"Error: {err}", err=True)
             sys.exit(1)
         table = Table(title=f"publish {kind} -> {result.url}")

@@ -1,70 +1,76 @@
-"""``cerbero-hf refine``: the Fauno refinement of METHOD.md §4 (tag repair, empty, turn order, duplicates,
-system prompts, language check) from a file, folder or Hub id to a Hub-layout folder."""
+"""``cerbero-hf refine INPUT OUTPUT``: the Fauno refinement (paper §3.1: tag repair, empty conversations,
+system prompts, turn order, language check, duplicates) from a file, folder or Hub id to a Hub-layout folder.
+
+Flags come from :class:`cerbero_hf.stages.refine.stage.RefineConfig` (the recipe's ``refine:`` keys).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
-
-import typer
+from cerbero_hf.cli._config import config_command
+from cerbero_hf.stages.refine.stage import RefineConfig
 
 ORDER = 30
 
 
-def report_table(report, title: str = "cerbero-hf refine"):
-    """The refinement report as a rich table: rule, conversations removed, messages changed."""
+def report_table(result, seconds: float, lang_action: str, title: str = "cerbero-hf refine"):
+    """The refinement report as a rich table: one row per rule (the rule list's order), and a total."""
     from rich.table import Table
 
-    table = Table(title=f"{title}: {report.kept} of {report.input_rows} conversations kept "
-                        f"({report.seconds:.1f} s, language check: {report.lang_action})")
+    table = Table(title=f"{title}: {result.kept} of {result.input} conversations kept "
+                        f"({seconds:.1f} s, language check: {lang_action})")
     table.add_column("rule")
     table.add_column("conversations removed", justify="right")
     table.add_column("messages changed", justify="right")
-    for rule, removed, changed in report.rows():
-        table.add_row(rule, str(removed), str(changed))
-    table.add_row("total", str(sum(report.removed.values())), str(sum(report.changed.values())), style="bold")
+    for rule, removed in result.removed.items():
+        table.add_row(rule, str(removed), str(result.changed.get(rule, 0)))
+    table.add_row("total", str(sum(result.removed.values())), str(sum(result.changed.values())), style="bold")
     return table
 
 
 def register(app) -> None:
-    @app.command()
-    def refine(
-        input: Annotated[str, typer.Argument(help="Corpus: parquet/jsonl/json/csv/arrow file, a folder "
-                                                  "(Hub layout or save_to_disk), or a Hub dataset id. Rows in "
-                                                  "`messages` form or one Fauno transcript column.")],
-        output: Annotated[Path, typer.Argument(help="Output folder (Hub layout: configs default and rejected).")],
-        language: Annotated[str, typer.Option(help="Language pack: built-in code or YAML file.")] = "it",
-        lang_action: Annotated[str, typer.Option(help="What to do with messages detected as English: "
-                                                      "flag, drop-message or drop-conversation (D19).")] = "flag",
-        num_proc: Annotated[Optional[int], typer.Option(help="Worker processes for the parallel rules.")] = None,
-        text_column: Annotated[Optional[str], typer.Option(help="Transcript column (default: `messages` rows, "
-                                                               "else input/text/conversation/...).")] = None,
-        license: Annotated[str, typer.Option(help="License field of the output dataset card.")] = "unknown",
-    ) -> None:
-        """Refine a Fauno-style corpus (METHOD.md §4): removed rows go to the `rejected` config with a reason."""
+    @config_command(app, "refine", RefineConfig, arguments=[
+        ("input", "Corpus: parquet/jsonl/json/csv/arrow file, a folder (Hub layout or save_to_disk), or a Hub "
+                  "dataset id. Rows in `messages` form or one Fauno transcript column."),
+        ("output", "Output folder (Hub layout: configs default and rejected).")])
+    def refine(config: RefineConfig, input: str, output: str) -> None:
+        """Refine a Fauno-style corpus (paper §3.1): removed rows go to the `rejected` config with a reason."""
+        import dataclasses
+        import time
+        from pathlib import Path
+
+        from datasets.utils.logging import disable_progress_bar, enable_progress_bar
         from rich.console import Console
 
-        from cerbero_hf.errors import InputError
-        from cerbero_hf.refine import LANG_ACTIONS
+        from cerbero_hf.stages.base import Context
+        from cerbero_hf.stages.refine.stage import run_refine
 
-        if lang_action not in LANG_ACTIONS:
-            raise InputError(f"--lang-action must be one of {', '.join(LANG_ACTIONS)}, got {lang_action!r}")
+        config = dataclasses.replace(config, inputs=[input])
         console = Console(stderr=True)
-        with console.status(f"Loading {input} ..."):
-            from datasets.utils.logging import disable_progress_bar, enable_progress_bar
+        live = {"status": None, "start": time.perf_counter(), "seconds": 0.0}
 
-            from cerbero_hf.io import load_table
-            from cerbero_hf.refiner import Refiner
+        def status(text: str | None) -> None:
+            if live["status"] is not None:
+                live["status"].stop()
+            live["status"] = console.status(text) if text else None
+            if live["status"] is not None:
+                live["status"].start()
 
-            disable_progress_bar()  # only the refinement's own bar: errors stay one line on stderr
-            ds = load_table(input)
-            refiner = Refiner(language, lang_action=lang_action, text_column=text_column, num_proc=num_proc,
-                              source=Path(str(input)).stem)
-            text_column = refiner.check_input(ds, file=str(input))
-        enable_progress_bar()
-        kept, rejected, report = refiner.run(ds, file=str(input))  # datasets shows the "Refining" bar
-        disable_progress_bar()
-        with console.status(f"Writing {output} ..."):
-            refiner.write(output, kept, rejected, report, license=license)
-        Console().print(report_table(report))
+        def on_event(event: str, stats: dict) -> None:
+            if event == "loading":
+                disable_progress_bar()  # only the refinement's own bar: errors stay one line on stderr
+                status(f"Loading {input} ...")
+            elif event == "refining":
+                status(None)
+                enable_progress_bar()  # datasets shows the "Refining" bar
+                live["start"] = time.perf_counter()
+            elif event == "writing":
+                live["seconds"] = time.perf_counter() - live["start"]
+                disable_progress_bar()
+                status(f"Writing {output} ...")
+
+        try:
+            result = run_refine(config, Context(output=Path(output), on_event=on_event))
+        finally:
+            status(None)
+        Console().print(report_table(result, live["seconds"], config.lang_action))
         Console().print(f"Wrote {output}: load_dataset('{output}') and load_dataset('{output}', 'rejected').")

@@ -35,14 +35,15 @@ def register(app) -> None:
     def run(
         recipe: Annotated[str, typer.Argument(help="Recipe YAML (see configs/cerbero-7b.yaml).")],
         only: Annotated[Optional[str], typer.Option(help="Comma-separated stages to run (default: every enabled one).")] = None,
-        set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a value: section.key=value (repeatable).")] = None,
+        set_: Annotated[Optional[list[str]], typer.Option(
+            "--set", help="Override a value: section.key=value (repeatable).")] = None,
         force: Annotated[bool, typer.Option("--force", help="Re-run stages already done with the same config.")] = False,
     ) -> None:
         """Run the recipe: seeds, generate, refine, score, filter, train, evaluate, publish (each skippable, resumable)."""
         from rich.console import Console
 
-        from cerbero_hf.recipe import STAGES, load_recipe, run_recipe
         from cerbero_hf.errors import InputError
+        from cerbero_hf.recipe import STAGES, load_recipe, run_recipe
 
         stages = [s.strip() for s in only.split(",")] if only else None
         bad = [s for s in stages or [] if s not in STAGES]

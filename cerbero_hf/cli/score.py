@@ -1,4 +1,4 @@
-"""``cerbero-hf score``: MLM pseudo-log-likelihood scoring and the NLL < 2 filter (METHOD.md §5, D21–D24).
+"""``cerbero-hf score``: MLM pseudo-log-likelihood scoring and the NLL < 2 filter (paper §3.4, §4).
 
 Two forms:
 
@@ -7,14 +7,22 @@ Two forms:
   Scored chunks are kept under ``OUTPUT/.score-partial/`` until the end, so an interrupted run resumes.
 - ``cerbero-hf score --compare DIR... [--plot nll.png]`` prints the corpora's NLL summaries and draws their
   histograms on one figure, like the paper's Fig. 4.
+
+Flags come from :class:`~cerbero_hf.stages.quality.stage.ScoreConfig` and
+:class:`~cerbero_hf.stages.quality.stage.FilterConfig` (the recipe's ``score:`` and ``filter:`` keys);
+``--compare``, ``--plot`` and ``--include-rejected`` are this command's own mode switches.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from cerbero_hf.cli._config import config_command
+from cerbero_hf.stages.quality.stage import FilterConfig, ScoreConfig
 
 ORDER = 40
 
@@ -65,7 +73,7 @@ def _compare(dirs: list[str], plot: Optional[Path], threshold: float, include_re
 
     from cerbero_hf.errors import InputError
     from cerbero_hf.io import load_table
-    from cerbero_hf.quality import message_nlls, summarize
+    from cerbero_hf.stages.quality.summary import message_nlls, summarize
 
     if not dirs:
         raise InputError("--compare needs at least one scored folder")
@@ -89,58 +97,54 @@ def _compare(dirs: list[str], plot: Optional[Path], threshold: float, include_re
         Console().print(f"Wrote {plot}")
 
 
+def _switch(name: str, annotation, default):
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+MODE_SWITCHES = [
+    _switch("compare", Annotated[bool, typer.Option("--compare", help="Compare scored folders instead of scoring.")],
+            False),
+    _switch("plot", Annotated[Optional[Path], typer.Option(help="With --compare: write the histograms here (PNG).")],
+            None),
+    _switch("include_rejected", Annotated[bool, typer.Option(help="With --compare: also count the rejected config's "
+                                                                  "messages (the distribution before the filter).")],
+            False),
+]
+
+
 def register(app) -> None:
-    @app.command()
-    def score(
-        paths: Annotated[Optional[list[str]], typer.Argument(
-            help="INPUT OUTPUT (a corpus in `messages` form and the output folder), or with --compare: the "
-                 "scored folders to compare.", show_default=False)] = None,
-        model: Annotated[Optional[str], typer.Option(help="Masked LM (Hub id or folder); default: the language "
-                                                          "pack's (D21).")] = None,
-        language: Annotated[str, typer.Option(help="Language pack: built-in code or YAML file.")] = "it",
-        max_nll: Annotated[float, typer.Option(help="Keep messages with NLL strictly below this (D24).")] = 2.0,
-        policy: Annotated[str, typer.Option(help="truncate, drop_conversation or drop_message (D24).")] = "truncate",
-        variant: Annotated[str, typer.Option(help="pll (the paper's) or word_l2r (Kauf & Ivanova 2023).")] = "pll",
-        batch_tokens: Annotated[Optional[int], typer.Option(help="Tokens per forward pass (rows × length); default: sized to the model and device.")] = None,
-        device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ... (default: CUDA when available).")] = None,
-        dtype: Annotated[Optional[str], typer.Option(help="Model dtype, e.g. float32 or bfloat16.")] = None,
-        chunk_rows: Annotated[int, typer.Option(help="Rows scored (and saved for resuming) per chunk.")] = 256,
-        compare: Annotated[bool, typer.Option("--compare", help="Compare scored folders instead of scoring.")] = False,
-        plot: Annotated[Optional[Path], typer.Option(help="With --compare: write the histograms here (PNG).")] = None,
-        include_rejected: Annotated[bool, typer.Option(help="With --compare: also count the rejected config's "
-                                                            "messages (the distribution before the filter).")] = False,
-    ) -> None:
-        """Score messages with a masked LM and keep those with NLL < 2 (METHOD.md §5), or compare corpora."""
+    @config_command(app, "score", ScoreConfig, FilterConfig, arguments=[
+        ("paths", "INPUT OUTPUT (a corpus in `messages` form and the output folder), or with --compare: the "
+                  "scored folders to compare.", Optional[list[str]], None)], extra=MODE_SWITCHES)
+    def score(score_config: ScoreConfig, filter_config: FilterConfig, paths: Optional[list[str]] = None,
+              compare: bool = False, plot: Optional[Path] = None, include_rejected: bool = False) -> None:
+        """Score messages with a masked LM and keep those with NLL < 2 (paper §4), or compare corpora."""
         from cerbero_hf.errors import InputError
 
         paths = paths or []
         if compare:
-            return _compare(paths, plot, max_nll, include_rejected)
+            return _compare(paths, plot, filter_config.max_nll, include_rejected)
         if len(paths) != 2:
             raise InputError(f"expected INPUT OUTPUT (or --compare DIR...), got {len(paths)} path(s)")
         if plot is not None:
             raise InputError("--plot works with --compare")
-        _run(*paths, model=model, language=language, max_nll=max_nll, policy=policy, variant=variant,
-             batch_tokens=batch_tokens, device=device, dtype=dtype, chunk_rows=chunk_rows)
+        _run(*paths, score_config, filter_config)
 
 
-def _run(input: str, output: str, *, model, language, max_nll, policy, variant, batch_tokens, device, dtype,
-         chunk_rows) -> None:
+def _run(input: str, output: str, score_config: ScoreConfig, filter_config: FilterConfig) -> None:
+    """Score ``input`` with a progress bar, filter it and write ``output`` (kept + rejected + card)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from cerbero_hf.io import load_table
-    from cerbero_hf.quality import PLLScorer, QualityFilter
     from cerbero_hf.schema import validate
-    from cerbero_hf.scoring import score_and_filter
+    from cerbero_hf.stages.quality.filter import QualityFilter
+    from cerbero_hf.stages.quality.folders import score_and_filter
+    from cerbero_hf.stages.quality.stage import make_scorer
 
     console = Console(stderr=True)
-    qf = QualityFilter(max_nll, policy)
-    if model is None:
-        from cerbero_hf.languages import load_language
-
-        model = load_language(language).mlm
-    scorer = PLLScorer(model, device=device, dtype=dtype, batch_tokens=batch_tokens, variant=variant)
+    qf = QualityFilter(filter_config.max_nll, filter_config.policy)
+    scorer = make_scorer(score_config)
     with console.status(f"Loading {input} ..."):
         ds = load_table(input)
         validate(ds, file=str(input))
@@ -148,7 +152,7 @@ def _run(input: str, output: str, *, model, language, max_nll, policy, variant, 
     with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
                   TimeRemainingColumn(), transient=True, console=console) as bar:
         task = bar.add_task("score", total=len(ds))
-        result = score_and_filter(ds, output, scorer, qf, chunk_rows=chunk_rows,
+        result = score_and_filter(ds, output, scorer, qf, chunk_rows=score_config.chunk_rows,
                                   progress=lambda n: bar.update(task, advance=n))
     counts, summaries = result["counts"], result["summaries"]
     Console().print(summary_table(f"cerbero-hf score: {counts['kept']} of {counts['rows']} conversations kept, "

@@ -1,5 +1,5 @@
 """lm-evaluation-harness hooks for the cerbero_it tasks: the same data mapping and scores as
-``cerbero-hf evaluate`` (cerbero_hf.evaluation), so both harnesses agree on what is counted.
+``cerbero-hf evaluate`` (cerbero_hf.stages.evaluate), so both harnesses agree on what is counted.
 
 ``process_docs_<task>`` keep the rows whose label maps to a label word (binary protocol, METHOD.md D30)
 and add ``label_word``; ``process_results_*`` score one generation; ``macro_f1`` / ``weighted_f1`` aggregate
@@ -9,10 +9,15 @@ evaluation file, ``cerbero_hf/data/eval/tasks-it.yaml``.
 
 from __future__ import annotations
 
-from cerbero_hf.evaluation.generators import clean_answer
-from cerbero_hf.evaluation.metrics import (classification_scores, normalize_italian, normalize_squad, parse_label,
-                                           squad_scores)
-from cerbero_hf.evaluation.tasks import evaluation_settings
+from cerbero_hf.stages.evaluate.generators import clean_answer
+from cerbero_hf.stages.evaluate.metrics import (
+    classification_scores,
+    normalize_italian,
+    normalize_squad,
+    parse_label,
+    squad_scores,
+)
+from cerbero_hf.stages.evaluate.tasks import evaluation_settings
 
 _SETTINGS = evaluation_settings("it")
 _STOP = ("[|Umano|]", "[|AI|]")

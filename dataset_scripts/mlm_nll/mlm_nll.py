@@ -3,13 +3,14 @@
 Each text is tokenised; every non-special token is masked in turn and the masked LM's negative log-probability
 of the true token is averaged over the tokens (natural log). Texts longer than the model window are scored with
 sliding windows (stride half a window) so every token is scored exactly once. The scoring itself is the
-``cerbero_hf.quality.PLLScorer`` of the cerbero-hf library (listed in requirements.txt).
+``cerbero_hf.stages.quality.pll.PLLScorer`` of the cerbero-hf library (listed in requirements.txt).
 """
 
 import datasets
 import evaluate
-from cerbero_hf.quality import PLLScorer
-from cerbero_hf.quality import summarize
+
+from cerbero_hf.stages.quality.pll import PLLScorer
+from cerbero_hf.stages.quality.summary import summarize
 
 _DESCRIPTION = """\
 MLM NLL scores how well formed a text is with a masked language model: each token is masked in turn and the

@@ -2,7 +2,7 @@
 
 The ``full`` condition concatenates the NLL-filtered refined (Fauno) and generated corpora and shuffles them
 with a recorded seed, exactly as ``cerbero-hf train`` does before fine-tuning
-(``cerbero_hf.training_data.build_training_set``). Conversations that cannot be trained on (no assistant
+(``cerbero_hf.stages.train.data.build_training_set``). Conversations that cannot be trained on (no assistant
 reply, unknown role) go to the ``rejected`` config with ``rule`` and ``reason``; the card is rendered from
 ``README.md.j2`` beside this file.
 
@@ -22,10 +22,10 @@ def build(corpora: list[str], out, *, condition: str = "full", seed: int = 42, l
     """Write ``out`` (configs ``default`` and ``rejected``, README card); returns the mix report."""
     from datasets import Dataset
 
-    from cerbero_hf.dataset_card import dataset_card
+    from cerbero_hf.cards import dataset_card
     from cerbero_hf.io import load_table, save_hub_folder
     from cerbero_hf.schema import features, make_row, rejected_features
-    from cerbero_hf.training_data import Corpus, build_training_set
+    from cerbero_hf.stages.train.data import Corpus, build_training_set
 
     ds, report = build_training_set(corpora, condition=condition, seed=seed, language=language)
     by_corpus: dict[str, dict[str, str]] = {}

@@ -1,0 +1,226 @@
+"""Cards: every README this project writes is rendered here, from a packaged Jinja template.
+
+One renderer, :func:`render` (template name or ``.j2`` path + card data -> ``DatasetCard`` / ``ModelCard``),
+used for:
+
+- published dataset cards, :func:`dataset_card` (templates ``generated_corpus``, ``refined_corpus``,
+  ``training_mix``): reads a Hub-layout folder written by ``io.save_hub_folder`` (its ``configs:`` and
+  parquet row counts), writes the NLL histogram PNG into the folder and renders language, license, task
+  categories, size category, tags (``synthetic``, ``cerbero-hf``), the pipeline parameters, stage counts,
+  the histogram, an example row, how to load it, and the paper's citation (arXiv 2311.15698);
+- the model card (template ``model``, ``cerbero_hf.stages.train.model_card``);
+- the working cards of stage output folders: ``io.save_hub_folder`` renders template ``folder`` around a
+  body that :func:`stage_body` renders from template ``stage`` (title, description, configs, sections such
+  as :func:`table`, and the command that reproduces the folder).
+
+Templates are package data (``cerbero_hf/resources/cards/``); the repository's
+``dataset_scripts/<name>/README.md.j2`` and ``model_cards/cerbero.md.j2`` are identical published copies.
+Keys that look like secrets (:func:`cerbero_hf.redact.is_secret_key`) are dropped from every card.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cerbero_hf.redact import is_secret_key
+
+HISTOGRAM = "images/nll_histogram.png"
+TITLE = ("Cerbero-7B: A Leap Forward in Language-Specific LLMs Through Enhanced Chat Corpus Generation and "
+         "Evaluation")
+CITATION = """@article{galatolo2023cerbero,
+  title   = {%s},
+  author  = {Galatolo, Federico A. and Cimino, Mario G. C. A.},
+  journal = {arXiv preprint arXiv:2311.15698},
+  year    = {2023}
+}""" % TITLE
+SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+         (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
+
+
+def size_category(n: int) -> str:
+    """The Hub's ``size_categories`` bucket for ``n`` rows."""
+    return next((label for limit, label in SIZES if n < limit), "n>100M")
+
+
+def flatten(params: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"a": {"b": 1}}`` -> ``[("a.b", 1)]``, without secret-looking keys (token, api_key, ...)."""
+    rows = []
+    for key, value in (params or {}).items():
+        if is_secret_key(key):
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += flatten(value, name + ".")
+        else:
+            rows.append((name, json.dumps(value, ensure_ascii=False) if isinstance(value, (list, tuple)) else value))
+    return rows
+
+
+def nll_histogram(values, path: Path, threshold: float | None = 2.0, bins: int = 40) -> Path:
+    """Write a density histogram of per-message NLL (the paper's Fig. 4: x = NLL, 0–5) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    ax.hist([float(v) for v in values], bins=bins, density=True, color="#4477aa")
+    if threshold is not None:
+        ax.axvline(threshold, color="#cc3311", linestyle="--", label=f"threshold {threshold:g}")
+        ax.legend()
+    ax.set_xlabel("MLM NLL per token")
+    ax.set_ylabel("density")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _files(folder: Path, entry: dict) -> list[Path]:
+    """The parquet files of one ``configs:`` entry (``data_files`` as a list of ``{split, path}`` or a glob)."""
+    data_files = entry["data_files"]
+    patterns = [data_files] if isinstance(data_files, str) else [
+        f if isinstance(f, str) else f["path"] for f in data_files]
+    return sorted(p for pattern in patterns for p in folder.glob(pattern) if p.suffix == ".parquet")
+
+
+def _row_counts(folder: Path, configs: list[dict]) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    return {c["config_name"]: sum(pq.read_metadata(p).num_rows for p in _files(folder, c)) for c in configs}
+
+
+def _example(folder: Path, configs: list[dict], max_chars: int = 300) -> str:
+    """The first row of the default config as pretty JSON (long strings shortened)."""
+    import pyarrow.parquet as pq
+
+    default = next((c for c in configs if c.get("default")), configs[0])
+    files = _files(folder, default)
+    if not files:
+        return "{}"
+    row = pq.ParquetFile(files[0]).read_row_group(0).slice(0, 1).to_pylist()[0]
+
+    def short(v):
+        if isinstance(v, str) and len(v) > max_chars:
+            return v[:max_chars] + "…"
+        if isinstance(v, list):
+            return [short(x) for x in v]
+        if isinstance(v, dict):
+            return {k: short(x) for k, x in v.items()}
+        return v
+
+    return json.dumps(short(row), ensure_ascii=False, indent=2)
+
+
+def template_path(template: str | Path) -> Path:
+    """A packaged template name (``generated_corpus``; see :mod:`cerbero_hf.resources`) or a ``.j2`` path."""
+    path = Path(template)
+    if path.suffix == ".j2":
+        return path
+    from cerbero_hf.resources import card_template
+
+    return card_template(str(template))
+
+
+def render(template: str | Path, data=None, *, kind: str = "dataset", **context):
+    """Render a card: ``template`` (packaged name or ``.j2`` path) with ``card_data`` = ``data`` as YAML.
+
+    Args:
+        template: ``generated_corpus``, ``refined_corpus``, ``training_mix``, ``model``, ``folder``, ``stage``
+            or a path to a ``.j2`` file.
+        data: a ``DatasetCardData`` / ``ModelCardData`` (or a mapping of card data); its keys are also
+            template variables, overridden by ``context``.
+        kind: ``"dataset"`` or ``"model"``: the card class returned.
+        context: the template's other variables.
+
+    Returns:
+        A ``huggingface_hub.DatasetCard`` or ``ModelCard``; ``card.save(path)`` writes it.
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
+
+    card_cls, data_cls = {"dataset": (DatasetCard, DatasetCardData), "model": (ModelCard, ModelCardData)}[kind]
+    if data is None or isinstance(data, dict):
+        data = data_cls(**(data or {}))
+    return card_cls(render_text(template, **{**data.to_dict(), **context, "card_data": data.to_yaml()}))
+
+
+def render_text(template: str | Path, **context) -> str:
+    """``template`` (packaged name or ``.j2`` path) rendered with Jinja: the one place templates are filled."""
+    import jinja2
+
+    return jinja2.Template(template_path(template).read_text(encoding="utf-8")).render(**context)
+
+
+def table(columns: list[str], rows, *, right: tuple[str, ...] = ()) -> str:
+    """A Markdown table (``right``: columns aligned right); values are shown as they are."""
+    head = "| " + " | ".join(columns) + " |"
+    rule = "| " + " | ".join("---:" if c in right else "---" for c in columns) + " |"
+    return "\n".join([head, rule, *("| " + " | ".join(str(v) for v in row) + " |" for row in rows)])
+
+
+def stage_body(title: str, description: str, *, configs: list[tuple[str, str]] = (),
+               sections: list[tuple[str, str]] = (), command: str | None = None) -> str:
+    """The Markdown body of a stage output folder's card (template ``stage``), for ``io.save_hub_folder``.
+
+    Args:
+        title / description: the heading and the paragraph under it.
+        configs: ``(config name, what it holds)`` pairs.
+        sections: ``(heading, Markdown)`` pairs (an empty heading continues the text), e.g. a :func:`table`.
+        command: the command line that reproduces the folder (secrets are never part of it).
+    """
+    text = render_text("stage", title=title, description=description, configs=list(configs),
+                       sections=list(sections), command=command)
+    return text.rstrip("\n") + "\n"
+
+
+def dataset_card(folder, *, template: str | Path = "generated_corpus", repo_id: str | None = None,
+                 pretty_name: str | None = None, language: str = "it", language_name: str = "Italian",
+                 license: str = "cc-by-nc-4.0", task_categories: tuple[str, ...] = ("text-generation",),
+                 recipe: dict | None = None, models: dict[str, str] | None = None, thresholds: dict | None = None,
+                 seeds: dict | None = None, stage_counts: dict[str, int] | None = None, nll=None,
+                 nll_threshold: float | None = 2.0, tags: tuple[str, ...] = (), save: bool = True):
+    """Render and (by default) save ``folder/README.md`` for a Hub-layout corpus folder.
+
+    Args:
+        folder: written by ``io.save_hub_folder`` (its README ``configs:`` are kept as they are).
+        template: a packaged template name (``generated_corpus``, ...) or a ``.j2`` path.
+        repo_id: the Hub id shown in the "how to load" snippet (default: ``<user>/<folder name>``).
+        recipe: the recipe section that produced the data (nested dicts are flattened; secrets dropped).
+        models: ``{role: "model_id@revision"}`` (e.g. generator, embedder, mlm).
+        thresholds, seeds: numbers shown with the parameters.
+        stage_counts: ``{stage: rows}`` in pipeline order (seeds, generated, rejected by similarity, ...).
+        nll: per-message NLL values; when given, ``images/nll_histogram.png`` is written and shown.
+
+    Returns:
+        The ``huggingface_hub.DatasetCard``.
+    """
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    folder = Path(folder)
+    configs = DatasetCard.load(folder / "README.md").data.to_dict().get("configs") or []
+    counts = _row_counts(folder, configs)
+    default_rows = counts.get("default", sum(counts.values()))
+    histogram = None
+    if nll is not None and len(nll):
+        nll_histogram(nll, folder / HISTOGRAM, nll_threshold)
+        histogram = HISTOGRAM
+    repo_id = repo_id or f"<user>/{folder.name}"
+    params = flatten({"recipe": recipe or {}, "thresholds": thresholds or {}, "seeds": seeds or {}})
+    data = DatasetCardData(
+        language=[language], license=license, task_categories=list(task_categories),
+        size_categories=[size_category(default_rows)], tags=list(dict.fromkeys(["synthetic", "cerbero-hf", *tags])),
+        pretty_name=pretty_name or folder.name, configs=configs,
+        cerbero_hf={"stage_counts": dict(stage_counts or {}), "rows": counts,
+                    "models": {k: v for k, v in (models or {}).items() if not is_secret_key(k)}})
+    card = render(
+        template, data, repo_id=repo_id,
+        pretty_name=pretty_name or folder.name, language_name=language_name, counts=counts,
+        stage_counts=list((stage_counts or {}).items()), models=list((models or {}).items()), params=params,
+        histogram=histogram, example=_example(folder, configs) if configs else "{}",
+        has_rejected="rejected" in counts, citation=CITATION)
+    if save:
+        card.save(str(folder / "README.md"))
+    return card

@@ -1,0 +1,130 @@
+"""CLI options generated from config dataclasses: one declaration gives the flags and the recipe keys.
+
+:func:`config_command` turns the fields of one or more stage configs into typer options (name, type,
+default and help from :func:`cerbero_hf.config.setting`), adds the command's positional arguments and
+any mode switches of its own, and calls the command body with the built (validated) configs::
+
+    @config_command(app, "seeds", SeedsConfig, arguments=[("input", "OASST table ..."), ("output", "...")])
+    def seeds(config: SeedsConfig, input: str, output: str) -> None: ...
+
+A bad value is the same one-line input error (exit 2) as in a recipe, naming the flag.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import MISSING
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from cerbero_hf.config import _strip_optional, field_specs, from_dict
+from cerbero_hf.errors import InputError
+
+
+def flag_name(spec: dict) -> str:
+    return spec["flag"] or "--" + spec["name"].replace("_", "-")
+
+
+def cli_fields(*configs: type) -> list[dict]:
+    """The field specs of ``configs`` that are CLI flags (in declaration order, first config wins)."""
+    seen, specs = set(), []
+    for cls in configs:
+        for spec in field_specs(cls):
+            if spec["cli"] and spec["name"] not in seen:
+                seen.add(spec["name"])
+                specs.append({**spec, "config": cls})
+    return specs
+
+
+def _option_type(tp: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """The typer type for a config type; lists and mappings travel as strings parsed by the config loader."""
+    base, _ = _strip_optional(tp)
+    origin = typing.get_origin(base)
+    if origin in (list, tuple, dict) or base in (list, tuple, dict) or base is Any:
+        return Optional[str], lambda v: v
+    if base is bool and tp is bool:
+        return bool, lambda v: v
+    if base in (int, float, str, bool):
+        return Optional[base], lambda v: v
+    return Optional[str], lambda v: v
+
+
+def _default_text(default: Any) -> Any:
+    if isinstance(default, (list, tuple)):
+        return ",".join(str(v) for v in default)
+    return default
+
+
+def config_command(app, name: str, *configs: type, arguments: list[tuple] = (), extra: list[inspect.Parameter] = (),
+                   help: str | None = None):
+    """Register ``body(*configs, **arguments_and_extras)`` as command ``name`` with flags from ``configs``.
+
+    ``arguments``: ``(name, help)`` or ``(name, help, type, default)`` positional arguments.
+    ``extra``: additional ``inspect.Parameter`` objects (mode switches that are not stage settings).
+    """
+    specs = cli_fields(*configs)
+
+    def decorator(body: Callable) -> Callable:
+        params: list[inspect.Parameter] = []
+        for arg in arguments:
+            arg_name, arg_help = arg[0], arg[1]
+            arg_type = arg[2] if len(arg) > 2 else str
+            default = arg[3] if len(arg) > 3 else inspect.Parameter.empty
+            params.append(inspect.Parameter(arg_name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                                            annotation=Annotated[arg_type, typer.Argument(help=arg_help, metavar=arg_name.upper(),
+                                                                                          show_default=False)]))
+        for spec in specs:
+            tp, _ = _option_type(spec["type"])
+            default = spec["default"]
+            if _strip_optional(tp)[0] is bool:  # --flag/--no-flag; Optional[bool] stays None unless given
+                names = [f"{flag_name(spec)}/--no-{flag_name(spec)[2:]}"]
+            else:
+                names = [flag_name(spec)]
+            opt_default = None if default is MISSING else _default_text(default)
+            choices = f" One of: {', '.join(map(str, spec['choices']))}." if spec.get("choices") else ""
+            params.append(inspect.Parameter(
+                spec["name"], inspect.Parameter.KEYWORD_ONLY, default=opt_default,
+                annotation=Annotated[tp, typer.Option(*names, help=spec["help"] + choices,
+                                                      show_default=opt_default not in (None, ""))]))
+        params.extend(extra)
+
+        def command(**kwargs):
+            built = []
+            for cls in configs:
+                values = {}
+                for spec in specs:
+                    if spec["config"] is not cls and spec["name"] not in {f["name"] for f in field_specs(cls)}:
+                        continue
+                    if kwargs.get(spec["name"]) is not None:
+                        values[spec["name"]] = kwargs[spec["name"]]
+                built.append(build(cls, values))
+            rest = {k: v for k, v in kwargs.items() if k not in {s["name"] for s in specs}}
+            return body(*built, **rest)
+
+        command.__signature__ = inspect.Signature(params)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        command.__doc__ = help or body.__doc__
+        command.__name__ = name
+        app.command(name)(command)
+        command.configs = configs
+        return command
+
+    return decorator
+
+
+def build(cls, values: dict):
+    """Build ``cls`` from CLI values; errors name the flag (``--threshold``) instead of the recipe key."""
+    try:
+        return from_dict(cls, values)
+    except InputError as err:
+        column = err.column
+        section = getattr(cls, "SECTION", "")
+        if column and section and column.startswith(section + "."):
+            field_name = column[len(section) + 1:]
+            flag = next((flag_name(s) for s in field_specs(cls) if s["name"] == field_name), None)
+            if flag:
+                message = err.message.replace(column, flag)
+                raise InputError(message, file=err.file, row=err.row) from None
+        raise

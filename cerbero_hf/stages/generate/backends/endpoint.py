@@ -1,0 +1,169 @@
+"""A generator behind an HTTP endpoint, through ``huggingface_hub.AsyncInferenceClient(base_url=...)``.
+
+``mode="chat"`` posts ``/v1/chat/completions`` (TGI Messages API, vLLM, SGLang, llama.cpp,
+``transformers serve``, which needs ``model=`` set to the path it serves); ``mode="completion"`` calls TGI
+``text_generation`` on the rendered transcript with stop sequences and ``details=True``.
+
+Reliability: a per-request timeout; at most ``concurrency`` requests in flight; retries under the one
+policy of :mod:`cerbero_hf.retry` (408/429/5xx, connection errors, timeouts, ``Retry-After`` honoured,
+exponential backoff with full jitter), plus malformed 2xx answers; at most ``request_attempts`` attempts.
+huggingface_hub does not retry by itself (huggingface_hub#4703). A request that still fails raises
+:class:`~cerbero_hf.stages.generate.backends.base.GenerationError`.
+
+The API key is read from the environment variable named by ``api_key_env`` when the client is built; it is
+never stored in the pickled state, printed or written anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from cerbero_hf.retry import Verdict, acall_with_retries, classify
+from cerbero_hf.stages.generate.backends.base import (
+    GenerationError,
+    MalformedResponse,
+    Request,
+    Result,
+    finish,
+    new_stats,
+)
+
+# a 2xx answer whose content we cannot read: worth another try (a server hiccup, not our request)
+_MALFORMED = (MalformedResponse, ValueError, KeyError, TypeError, IndexError, AttributeError)
+
+
+def judge(err: BaseException) -> Verdict:
+    """:func:`cerbero_hf.retry.classify`, plus malformed responses (retried)."""
+    verdict = classify(err)
+    if verdict.kind == "other" and isinstance(err, _MALFORMED):
+        return Verdict(True, None, f"malformed response ({type(err).__name__})", "malformed")
+    return verdict
+
+
+class EndpointBackend:
+    """A text-generation endpoint behind ``huggingface_hub.AsyncInferenceClient``.
+
+    Args:
+        url: the server's base URL (e.g. ``http://127.0.0.1:8080``).
+        mode: ``"chat"`` (``/v1/chat/completions``) or ``"completion"`` (TGI ``text_generation``).
+        model: the ``model`` field sent in chat mode (``transformers serve`` needs the path it serves;
+            other servers ignore it or need their served name). Also the model id recorded when the
+            server does not report one.
+        api_key_env: name of the environment variable holding the API key (read, never logged).
+        concurrency: the most requests in flight at once.
+        timeout: seconds per attempt.
+        request_attempts: attempts per request (first try included).
+        backoff: base delay in seconds; attempt k waits ``uniform(0, min(backoff_max, backoff * 2**(k-1)))``
+            unless the server sent ``Retry-After``.
+        extra_body: extra JSON fields for chat requests (server-specific options, e.g. vLLM's ``top_k``, or
+            ``transformers serve``'s ``generation_config``: it samples only when the model's generation
+            config has ``do_sample=True`` and otherwise ignores ``temperature``).
+    """
+
+    def __init__(self, url: str, mode: str = "chat", model: str | None = None, *, api_key_env: str | None = None,
+                 concurrency: int = 64, timeout: float = 300.0, request_attempts: int = 5, backoff: float = 1.0,
+                 backoff_max: float = 60.0, extra_body: dict | None = None):
+        if mode not in ("chat", "completion"):
+            raise ValueError(f"mode must be 'chat' or 'completion', got {mode!r}")
+        if concurrency < 1 or request_attempts < 1:
+            raise ValueError("concurrency and request_attempts must be >= 1")
+        self.url, self.mode, self.model = url.rstrip("/"), mode, model
+        self.api_key_env = api_key_env
+        self.extra_body = extra_body
+        self.concurrency, self.timeout = concurrency, timeout
+        self.request_attempts, self.backoff, self.backoff_max = request_attempts, backoff, backoff_max
+        self.stats = new_stats()
+        self._loop = self._client = self._sem = None
+
+    @property
+    def model_id(self) -> str:
+        return self.model or self.url
+
+    def describe(self) -> dict:
+        """Settings safe to record in a card (no key)."""
+        return {"backend": "endpoint", "url": self.url, "mode": self.mode, "model": self.model_id,
+                "timeout": self.timeout, "request_attempts": self.request_attempts,
+                "concurrency": self.concurrency, "extra_body": self.extra_body}
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.update(_loop=None, _client=None, _sem=None)
+        return state
+
+    def _bind(self):
+        """(Re)build the loop-bound client and semaphore for the running event loop."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            import httpx2
+            from huggingface_hub import AsyncInferenceClient
+
+            key = os.environ.get(self.api_key_env) if self.api_key_env else None
+            client = AsyncInferenceClient(base_url=self.url, api_key=key or None, timeout=self.timeout)
+            # The default httpx pool caps at 100 connections; size it to our concurrency bound.
+            limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+            client._async_client = httpx2.AsyncClient(limits=limits, follow_redirects=True, timeout=None)
+            client.exit_stack.push_async_callback(client._async_client.aclose)
+            self._loop, self._client, self._sem = loop, client, asyncio.Semaphore(self.concurrency)
+        return self._client, self._sem
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.close()
+        self._loop = self._client = self._sem = None
+
+    async def generate(self, request: Request) -> Result:
+        client, sem = self._bind()
+        tries = 0
+
+        async def once() -> Result:
+            nonlocal tries
+            tries += 1
+            async with sem:
+                self.stats["requests"] += 1
+                if hasattr(asyncio, "timeout"):  # 3.11+: no extra task per request
+                    async with asyncio.timeout(self.timeout):
+                        return await self._call(client, request)
+                return await asyncio.wait_for(self._call(client, request), self.timeout)
+
+        def retried(_verdict) -> None:
+            self.stats["retries"] += 1
+
+        try:
+            result, attempts = await acall_with_retries(once, attempts=self.request_attempts, backoff=self.backoff,
+                                                        max_wait=self.backoff_max, judge=judge, on_retry=retried)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - judged by the retry policy
+            self.stats["failed"] += 1
+            raise GenerationError(judge(err).reason, tries) from None
+        result.attempts = attempts
+        self.stats["tokens_in"] += result.tokens_in
+        self.stats["tokens_out"] += result.tokens_out
+        return result
+
+    async def _call(self, client, request: Request) -> Result:
+        if self.mode == "chat":
+            out = await client.chat_completion(
+                request.messages, model=self.model, max_tokens=request.max_new_tokens,
+                temperature=request.temperature, top_p=request.top_p, stop=request.stop or None, seed=request.seed,
+                extra_body=self.extra_body)
+            if not out.choices or out.choices[0].message is None:
+                raise MalformedResponse("no choices")
+            choice = out.choices[0]
+            text = choice.message.content
+            if not isinstance(text, (str, type(None))):
+                raise MalformedResponse("content is not a string")
+            usage = out.usage
+            return Result(text or "", finish(choice.finish_reason), int(getattr(usage, "prompt_tokens", 0) or 0),
+                          int(getattr(usage, "completion_tokens", 0) or 0), out.model or self.model_id)
+        out = await client.text_generation(
+            request.prompt, details=True, max_new_tokens=request.max_new_tokens, do_sample=request.temperature > 0,
+            temperature=request.temperature or None, top_p=request.top_p, stop=request.stop or None,
+            seed=request.seed)
+        if isinstance(out, str) or getattr(out, "generated_text", None) is None:
+            raise MalformedResponse("no generated_text/details")
+        details = out.details
+        prefill = getattr(details, "prefill", None) or []
+        return Result(out.generated_text, finish(getattr(details, "finish_reason", None)), len(prefill),
+                      int(getattr(details, "generated_tokens", 0) or 0), self.model_id)

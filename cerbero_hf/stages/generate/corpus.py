@@ -1,0 +1,171 @@
+"""``generate_corpus``: seeds -> SelfChat over ``Dataset.map`` -> a Hub-layout folder (paper §3.3).
+
+The work behind the ``generate`` stage (:func:`cerbero_hf.stages.generate.stage.run_generate`, called by
+``cerbero-hf generate`` and the recipe). Output folder:
+
+* ``default`` config (``data/``): conversations with status ``complete`` or ``short``;
+* ``rejected`` config (written when any conversation failed): conversations with status ``failed``, with
+  ``rule="selfchat"`` and ``reason`` = the error, so ``len(default) + len(rejected)`` is the number of
+  planned conversations;
+* ``README.md``: a dataset card with the run's parameters and counts (never an API key).
+
+Resume: the request cache lives beside the output (``<out>.cache.sqlite`` by default); re-running
+with the same arguments replays finished requests and writes every conversation exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from cerbero_hf.schema import get_meta
+
+
+def plan_conversations(seeds, max_conversations: int | None = None, seed: int = 42):
+    """Draw seeds without replacement, refilling the pool after each full pass, up to ``max_conversations``.
+
+    Returns a Dataset of seed rows in draw order; pass ``k`` > 0 gets the id ``<seed id>#<k>`` and every
+    row records ``meta.seed_id``. Default: one pass over the seeds.
+    """
+    n = len(seeds)
+    total = n if max_conversations is None else max_conversations
+    rng = random.Random(seed)
+    order, ids = [], []
+    k = 0
+    while len(order) < total:
+        perm = list(range(n))
+        rng.shuffle(perm)
+        for i in perm[: total - len(order)]:
+            order.append(i)
+            ids.append(k)
+        k += 1
+    picked = seeds.select(order)
+
+    def rename(row, idx):
+        meta = get_meta(row)
+        meta["seed_id"] = row["id"]
+        suffix = f"#{ids[idx]}" if ids[idx] else ""
+        return {"id": f"{row['id']}{suffix}", "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True)}
+
+    return picked.map(rename, with_indices=True, keep_in_memory=True, load_from_cache_file=False)
+
+
+def seed_messages(seeds) -> list[str]:
+    """Every distinct message text of the seed conversations (the diversity store starts with them)."""
+    return list(dict.fromkeys(m["content"] for row in seeds["messages"] for m in row))
+
+
+def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int | None = None, seed: int = 42,
+                    threshold: float = 0.9, cache_path: str | Path | None = "auto", language: str = "it",
+                    on_event=None, map_progress: bool = True, command: str | None = None, **selfchat_kwargs) -> dict:
+    """Grow ``seeds`` with SelfChat and write the corpus folder ``out_dir``; returns the run summary.
+
+    Args:
+        seeds: a Dataset of seed conversations (corpus schema).
+        backend: an ``EndpointBackend`` / ``LocalBackend``.
+        embedder: an ``Embedder`` or model path.
+        out_dir: the Hub-layout output folder.
+        max_conversations: conversations to generate (default: one per seed).
+        seed: global RNG seed. threshold: reject a message whose cosine to a stored one is above it.
+        cache_path: the sqlite replay cache; ``"auto"`` = ``<out_dir>.cache.sqlite``; None disables resume.
+        on_event: optional ``callback(event, stats)`` for progress displays: ``("planned",
+            {"conversations": n})`` once, then SelfChat's events (``conversations`` per finished row) with
+            its running counts, ``request_retries`` included.
+        command: the command line to print in the card's "reproduce" section.
+        **selfchat_kwargs: the other :class:`SelfChat` settings.
+    """
+    import asyncio
+
+    from cerbero_hf.io import save_hub_folder
+    from cerbero_hf.schema import features, rejected_features, update_meta
+    from cerbero_hf.stages.generate.cache import RequestCache
+    from cerbero_hf.stages.generate.selfchat import REJECT_REASONS, SelfChat
+    from cerbero_hf.stages.refine.rules import LanguageCheck
+
+    out_dir = Path(out_dir)
+    if cache_path == "auto":
+        cache_path = out_dir.parent / (out_dir.name + ".cache.sqlite")
+    cache = RequestCache(cache_path) if cache_path else None
+    plan = plan_conversations(seeds, max_conversations, seed)
+    chat = SelfChat(backend, embedder, language=language, seed_texts=seed_messages(seeds), threshold=threshold,
+                    seed=seed, cache=cache, **selfchat_kwargs)
+    if on_event is not None:
+        on_event("planned", {"conversations": len(plan)})
+
+        def forward(event, stats):
+            stats["request_retries"] = backend.stats.get("retries", 0)
+            on_event(event, stats)
+
+        chat.on_event = forward
+    chat.prepare()
+    try:
+        done = plan.map(chat, features=features(), keep_in_memory=True, load_from_cache_file=False,
+                        desc="self-chat" if map_progress else None)
+    finally:
+        try:
+            asyncio.run(backend.aclose())
+        except RuntimeError:
+            pass
+    kept, failed = [], []
+    rows = list(done)
+    # annotate every message with the language check of the refine stage (flag only, nothing removed).
+    foreign = LanguageCheck(chat.pack, action="flag").verdicts([r["messages"] for r in rows])
+    for row, flags in zip(rows, foreign):
+        row["meta"] = update_meta(row, foreign_language=flags)
+        meta = get_meta(row)
+        if meta["status"] == "failed":
+            failed.append({**row, "rule": "selfchat", "reason": meta.get("error") or "failed"})
+        else:
+            kept.append(row)
+    stats = dict(chat.stats)
+    summary = {  # flat counts: the fields of GenerateResult
+        "conversations": len(done), "complete": stats.get("complete", 0), "short": stats.get("short", 0),
+        "failed": len(failed), "accepted_messages": stats.get("accepted", 0),
+        "rejected_messages": stats.get("rejected", 0),
+        **{f"rejected_{reason}": stats.get(f"rejected_{reason}", 0) for reason in REJECT_REASONS},
+        "requests_sent": stats.get("requests_sent", 0), "requests_replayed": stats.get("requests_replayed", 0),
+        "request_retries": backend.stats.get("retries", 0), "failed_requests": stats.get("request_failures", 0),
+        "tokens_in": stats.get("tokens_in", 0), "tokens_out": stats.get("tokens_out", 0),
+        "store_size": len(chat.store),
+    }
+    params = {"generator": backend.describe(), "embedder": chat.embedder.model_id, "threshold": threshold,
+              "index": chat.store.index,
+              "seed": seed, "language": chat.pack.code, "lengths": list(chat.lengths),
+              "max_attempts": chat.max_attempts, "max_chars": chat.max_chars,
+              "reject_truncated": chat.reject_truncated, **chat.sampling,
+              "max_conversations": len(plan), "seed_conversations": len(seeds)}
+    configs = {"default": _table(kept, features())}
+    if failed:  # an empty config would not load (datasets: "corresponds to no data")
+        configs["rejected"] = _table(failed, rejected_features())
+    save_hub_folder(out_dir, configs,
+                    card_data={"language": [chat.pack.code], "tags": ["cerbero-hf", "synthetic", "self-chat"],
+                               "task_categories": ["text-generation"]},
+                    body=card_body(params, summary, command), pretty_name="Self-chat corpus (cerbero-hf)")
+    if cache is not None:
+        cache.close()
+    return {"params": params, "summary": summary}
+
+
+def _table(rows: list[dict], feats):
+    from datasets import Dataset
+
+    if not rows:
+        return Dataset.from_dict({k: [] for k in feats}, features=feats)
+    return Dataset.from_list(rows, features=feats)
+
+
+def card_body(params: dict, summary: dict, command: str | None) -> str:
+    """The card's Markdown: what was run, with which parameters, and what came out."""
+    from cerbero_hf.cards import stage_body, table
+
+    return stage_body(
+        "Self-chat corpus",
+        "Seed conversations extended one message at a time by a generator playing both roles; every new\n"
+        "message is rejected when its cosine similarity to any stored message is above the threshold\n"
+        "(Cerbero-7B, arXiv 2311.15698, §3.3). Built with `cerbero-hf generate`.",
+        configs=[("default", "complete and short conversations"), ("rejected", "failed ones, with `reason`")],
+        sections=[("Parameters", table(["parameter", "value"],
+                                       [(k, f"`{json.dumps(v, ensure_ascii=False)}`") for k, v in params.items()])),
+                  ("Counts", table(["count", "value"], summary.items()))],
+        command=command)

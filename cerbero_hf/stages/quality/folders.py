@@ -1,0 +1,132 @@
+"""Folder-level PLL scoring and NLL filtering: what ``cerbero-hf score`` and the ``score`` / ``filter`` stages run.
+
+- :func:`score_dataset`: score every message of a corpus in chunks; chunks are saved under
+  ``<work_dir>/.score-partial/`` so an interrupted run resumes where it stopped.
+- :func:`score_and_filter`: score, apply :class:`~cerbero_hf.stages.quality.filter.QualityFilter`, and write a
+  Hub-layout folder (``default`` kept, ``rejected`` removed parts with reasons) with a card.
+- :func:`score_folder` / :func:`filter_folder`: the two halves, for the recipe's ``score`` and ``filter`` stages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+PARTIAL = ".score-partial"
+
+
+def score_dataset(ds, scorer, work_dir, *, chunk_rows: int = 256, progress=None):
+    """Return ``ds`` with ``meta`` carrying per-message NLLs (:class:`~cerbero_hf.stages.quality.pll.PLLScorer` output).
+
+    ``progress(n_rows)`` is called after each chunk. Chunks already on disk for the same input and
+    scorer settings are reused; the partial folder is removed by the caller once the output is written.
+    """
+    partial = Path(work_dir) / PARTIAL
+    scorer._load()
+    key = hashlib.sha256(json.dumps([ds._fingerprint, scorer.model_id, scorer.variant,
+                                     scorer.max_length]).encode()).hexdigest()
+    if (partial / "key").exists() and (partial / "key").read_text() != key:
+        shutil.rmtree(partial)  # different input or settings: start over
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "key").write_text(key)
+    metas = []
+    for start in range(0, len(ds), chunk_rows):
+        f = partial / f"chunk-{start:09d}.json"
+        if f.exists():
+            part = json.loads(f.read_text())
+        else:
+            part = scorer(ds[start:start + chunk_rows])["meta"]
+            tmp = f.with_suffix(".tmp")
+            tmp.write_text(json.dumps(part, ensure_ascii=False))
+            tmp.replace(f)
+        metas.extend(part)
+        if progress:
+            progress(len(part))
+    return ds.remove_columns("meta").add_column("meta", metas).select_columns(ds.column_names)
+
+
+def card_body(model: str, variant: str, max_nll: float | None, policy: str | None, summaries: dict,
+              counts: dict) -> str:
+    """The Markdown of a scored (and possibly filtered) corpus card."""
+    if max_nll is None:
+        rule = "Nothing was removed yet: the `filter` stage (or `cerbero-hf score`) applies the NLL cut."
+    else:
+        rule = (f"Messages were kept only when their NLL is < {max_nll:g} (policy `{policy}`). "
+                "Removed parts are in the `rejected` config with a `reason`.")
+    from cerbero_hf.cards import stage_body, table
+
+    rows = [(name, s["count"], f"{s['mean']:.3f}", f"{s['median']:.3f}", f"{100 * s['share_under']:.1f} %")
+            for name, s in summaries.items() if s["count"]]
+    return stage_body(
+        "MLM NLL-scored corpus",
+        f"Every message was scored with the masked LM `{model}` (pseudo-log-likelihood, variant `{variant}`, "
+        f"natural log, mean over tokens; Cerbero-7B §3.4, Salazar et al. 2020). {rule} Per-message scores "
+        "are in `meta` (`nll`, `nll_tokens`, `nll_mean`).",
+        sections=[("", f"Conversations: {counts['rows']} in, {counts['kept']} kept, {counts['rejected']} rejected "
+                       f"rows. Messages: {counts['messages']} in, {counts['kept_messages']} kept."),
+                  ("", table(["corpus", "messages", "mean", "median", "share < max"], rows,
+                             right=("messages", "mean", "median", "share < max")))])
+
+
+def _write(out: Path, kept, rejected, scorer_model: str, variant: str, max_nll, policy, summaries, counts) -> None:
+    from cerbero_hf.io import save_hub_folder
+
+    configs = {"default": kept}
+    if rejected is not None and len(rejected):
+        configs["rejected"] = rejected
+    save_hub_folder(out, configs, card_data={"tags": ["cerbero-hf", "mlm-nll"]},
+                    body=card_body(scorer_model, variant, max_nll, policy, summaries, counts))
+
+
+def _filter_and_write(scored, out: Path, quality, model: str, variant: str) -> tuple[dict, dict]:
+    """Split a scored dataset with ``quality``, write ``out`` (kept + rejected + card); returns (counts, summaries)."""
+    from cerbero_hf.stages.quality.summary import message_nlls, summarize
+
+    kept, rejected = quality.split(scored)
+    all_nll = message_nlls(scored)
+    summaries = {"input": summarize(all_nll, threshold=quality.max_nll),
+                 "kept": summarize(message_nlls(kept), threshold=quality.max_nll)}
+    counts = {"rows": len(scored), "kept": len(kept), "rejected": len(rejected), "messages": len(all_nll),
+              "kept_messages": sum(len(m) for m in kept["messages"])}
+    _write(out, kept, rejected, model, variant, quality.max_nll, quality.policy, summaries, counts)
+    return counts, summaries
+
+
+def score_and_filter(ds, out, scorer, quality, *, chunk_rows: int = 256, progress=None) -> dict:
+    """Score ``ds``, filter it with ``quality`` and write ``out``; returns counts, summaries and seconds."""
+    out = Path(out)
+    t0 = time.perf_counter()
+    scored = score_dataset(ds, scorer, out, chunk_rows=chunk_rows, progress=progress)
+    seconds = time.perf_counter() - t0
+    counts, summaries = _filter_and_write(scored, out, quality, scorer.model_id, scorer.variant)
+    shutil.rmtree(out / PARTIAL, ignore_errors=True)
+    return {"counts": counts, "summaries": summaries, "seconds": seconds}
+
+
+def score_folder(src, dest, scorer, *, chunk_rows: int = 256) -> dict:
+    """Score the kept rows of corpus folder ``src`` into ``dest`` (every row kept); returns the NLL summary."""
+    from cerbero_hf.io import load_table
+    from cerbero_hf.stages.quality.summary import message_nlls, summarize
+
+    ds = load_table(src)
+    scored = score_dataset(ds, scorer, dest, chunk_rows=chunk_rows)
+    nlls = message_nlls(scored)
+    summary = summarize(nlls)
+    counts = {"rows": len(ds), "kept": len(ds), "rejected": 0, "messages": len(nlls), "kept_messages": len(nlls)}
+    _write(Path(dest), scored, None, scorer.model_id, scorer.variant, None, None, {"input": summary}, counts)
+    shutil.rmtree(Path(dest) / PARTIAL, ignore_errors=True)
+    return summary
+
+
+def filter_folder(src, dest, quality) -> tuple[int, int]:
+    """Apply ``quality`` to the scored folder ``src`` and write ``dest``; returns (kept rows, rejected rows)."""
+    from cerbero_hf.io import load_table
+
+    scored = load_table(src)
+    first = json.loads(scored["meta"][0]) if len(scored) else {}
+    model, variant = first.get("nll_model") or "", first.get("nll_variant") or "pll"
+    counts, _ = _filter_and_write(scored, Path(dest), quality, model, variant)
+    return counts["kept"], counts["rejected"]

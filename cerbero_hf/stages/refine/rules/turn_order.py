@@ -1,0 +1,45 @@
+"""``turn_order``: trim trailing user turns, then require strict user -> assistant alternation (paper §3.1)."""
+
+from __future__ import annotations
+
+from cerbero_hf.stages.refine.rules.base import CHAT_ROLES, Filter, Formatter
+
+
+class TrailingUserTurns(Formatter):
+    """Trim trailing user turns: Baize's empty trailing tag silently, a non-empty one counted as changed.
+
+    Input/output column: ``messages``; ``meta["refine"]["turn_order"]``: non-empty user turns trimmed.
+    Run it after :class:`~cerbero_hf.stages.refine.rules.system_prompts.SystemPrompts`, before :class:`TurnOrder`.
+    Alone: ``ds.map(TrailingUserTurns())``.
+    """
+
+    name = "turn_order"
+    changes = "non-empty trailing user turns trimmed"
+
+    def format(self, messages: list[dict]) -> tuple[list[dict], int]:
+        messages, changed = list(messages), 0
+        while messages and messages[-1]["role"] == "user":
+            changed += bool(messages.pop()["content"].strip())
+        return messages, changed
+
+
+class TurnOrder(Filter):
+    """Strict user -> assistant alternation starting with the user, no empty turn, at least one exchange.
+
+    A trailing user turn is allowed here: :class:`TrailingUserTurns` (run before) trims it. Input column:
+    ``messages``. Output: keep or ``(False, reason)``. Alone: ``ds.filter(TurnOrder())``.
+    """
+
+    name = "turn_order"
+
+    def filter(self, row: dict) -> bool | tuple[bool, str]:
+        messages = row["messages"]
+        for i, m in enumerate(messages):
+            expected = CHAT_ROLES[i % 2]
+            if m["role"] != expected:
+                return False, f"message {i} is {m['role']}, expected {expected}"
+            if not m["content"].strip():
+                return False, f"message {i} ({m['role']}) is empty"
+        if len(messages) < 2:
+            return False, "no complete user -> assistant exchange"
+        return True

@@ -1,0 +1,255 @@
+"""OASST message tables -> trees of one language -> root-to-leaf seed conversations (paper §3.1).
+
+OpenAssistant publishes one row per message (``message_id``, ``parent_id``, ``message_tree_id``,
+``role`` prompter/assistant, ``lang``, ``text``, ...). Every path from a tree's root to one of its
+leaves is a seed conversation (the paper: 111 Italian trees, 554 messages, 358 paths), and every
+message of the selected trees seeds the diversity store (METHOD.md D10).
+
+Which messages are kept, and why the others are not (each dropped message is a ``rejected`` row):
+
+* ``language``: ``lang`` differs from the language code (case-insensitive). This drops whole trees
+  of other languages and single messages of another language inside a tree alike;
+* ``deleted``: ``deleted`` is true (when the column exists);
+* ``invalid``: empty text, an unknown role, a root that is not a prompter message, or a reply with
+  the same role as its parent;
+* ``orphan``: the parent is missing from the table or was dropped by a rule above; the
+  descendants of a dropped message are orphans too (a path must start at a real root, so no
+  subtree is promoted to a tree of its own).
+
+Example:
+    >>> result = build_seeds(rows, "it")
+    >>> result.paths[0]["messages"][0]["role"]
+    'user'
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from cerbero_hf.errors import InputError
+from cerbero_hf.schema import make_row
+
+SOURCE = "oasst"
+ROLE_MAP = {"prompter": "user", "user": "user", "assistant": "assistant"}
+REQUIRED = ("message_id", "parent_id", "role", "lang", "text")
+
+
+@dataclass
+class SeedSet:
+    """What :func:`build_seeds` returns: rows in the corpus schema (``schema.make_row``).
+
+    Attributes:
+        paths: one row per root-to-leaf path, id ``oasst-<leaf message id>``; meta holds
+            ``tree_id``, ``message_ids``, ``path_index`` (the path's number within its tree),
+            ``lang`` and ``origin`` (``"seed"`` for every message).
+        messages: one row per kept message of the selected trees (the D10 store seed set), id
+            the message id; meta holds ``tree_id`` and ``parent_id``.
+        rejected: one row per dropped message, plus ``rule`` and ``reason``.
+        trees: number of selected trees.
+    """
+
+    paths: list[dict] = field(default_factory=list)
+    messages: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+    trees: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """Summary counts: trees, messages, paths and rejected messages per rule."""
+        out = {"trees": self.trees, "messages": len(self.messages), "paths": len(self.paths)}
+        out.update({f"rejected ({rule})": n for rule, n in sorted(Counter(r["rule"] for r in self.rejected).items())})
+        return out
+
+
+def _str_id(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _message_row(msg: dict, meta: dict) -> dict:
+    role = ROLE_MAP.get(str(msg.get("role")), str(msg.get("role")))
+    return make_row(str(msg["message_id"]), [{"role": role, "content": str(msg.get("text") or "")}], SOURCE, meta)
+
+
+def _check_columns(rows: list[dict]) -> None:
+    if not rows:
+        raise InputError("empty OASST table (0 rows)")
+    missing = [c for c in REQUIRED if c not in rows[0]]
+    if missing:
+        raise InputError(f"not an OASST message table: missing column(s) {', '.join(missing)}", column=missing[0])
+    seen: set[str] = set()
+    for i, r in enumerate(rows):
+        mid = _str_id(r.get("message_id"))
+        if mid is None:
+            raise InputError("missing message_id", row=i, column="message_id")
+        if mid in seen:
+            raise InputError(f"duplicate message_id {mid!r}", row=i, column="message_id")
+        seen.add(mid)
+
+
+def _first_problem(msg: dict, parent: dict | None, code: str) -> tuple[str, str] | None:
+    """Rule and reason that drop ``msg`` on its own (orphans are decided later), or None."""
+    lang = str(msg.get("lang") or "")
+    if lang.lower() != code.lower():
+        return "language", f"lang={lang!r}, not {code!r}"
+    if msg.get("deleted") is True:
+        return "deleted", "marked deleted in the source table"
+    role = ROLE_MAP.get(str(msg.get("role")))
+    if role is None:
+        return "invalid", f"unknown role {msg.get('role')!r} (expected prompter or assistant)"
+    if not str(msg.get("text") or "").strip():
+        return "invalid", "empty text"
+    if parent is None and _str_id(msg.get("parent_id")) is None and role != "user":
+        return "invalid", "tree root is not a prompter message"
+    if parent is not None and ROLE_MAP.get(str(parent.get("role"))) == role:
+        return "invalid", f"same role as its parent {parent['message_id']!r}"
+    return None
+
+
+def build_seeds(table: Iterable[dict], language: str = "it") -> SeedSet:
+    """Build the trees of one language and emit every root-to-leaf path as a seed conversation.
+
+    Args:
+        table: OASST message rows (a ``datasets.Dataset`` or any iterable of dicts). Required
+            columns: ``message_id``, ``parent_id``, ``role``, ``lang``, ``text``; optional:
+            ``message_tree_id`` (default: the root's id), ``deleted``.
+        language: the OASST ``lang`` code to keep (e.g. ``"it"``).
+
+    Returns:
+        A :class:`SeedSet`. Every input message is in exactly one of ``messages`` and
+        ``rejected``. Paths and trees follow input order.
+
+    Raises:
+        InputError: missing columns, a missing or duplicate ``message_id``.
+    """
+    rows = [dict(r) for r in table]
+    _check_columns(rows)
+    by_id = {str(r["message_id"]): r for r in rows}
+    dropped: dict[str, tuple[str, str]] = {}
+    for r in rows:
+        pid = _str_id(r.get("parent_id"))
+        problem = _first_problem(r, by_id.get(pid) if pid else None, language)
+        if problem:
+            dropped[str(r["message_id"])] = problem
+
+    def orphan_reason(mid: str) -> tuple[str, str] | None:
+        """Walk up from ``mid``: an orphan reason if the chain breaks before a root, else None."""
+        trail, level = {mid}, 1
+        while (pid := _str_id(by_id[mid].get("parent_id"))) is not None:
+            who = "parent" if level == 1 else "ancestor"
+            if pid in trail:
+                return "orphan", f"cycle in parent links at {pid!r}"
+            if pid not in by_id:
+                return "orphan", f"{who} {pid!r} is not in the table"
+            if pid in dropped and dropped[pid][0] != "orphan":
+                return "orphan", f"{who} {pid!r} was dropped ({dropped[pid][0]})"
+            trail.add(pid)
+            mid, level = pid, level + 1
+        return None
+
+    for r in rows:  # the rule-based drops are fixed, so one pass decides every orphan
+        mid = str(r["message_id"])
+        if mid not in dropped and (why := orphan_reason(mid)):
+            dropped[mid] = why
+
+    children: dict[str, list[str]] = {}
+    roots: list[str] = []
+    for r in rows:
+        mid = str(r["message_id"])
+        if mid in dropped:
+            continue
+        pid = _str_id(r.get("parent_id"))
+        (children.setdefault(pid, []) if pid else roots).append(mid)
+
+    out = SeedSet(trees=len(roots))
+    for root in roots:
+        tree_id = _str_id(by_id[root].get("message_tree_id")) or root
+        stack = [[root]]
+        index = 0
+        while stack:  # depth-first, children in input order
+            path = stack.pop()
+            kids = children.get(path[-1], [])
+            if kids:
+                stack.extend(path + [k] for k in reversed(kids))
+                continue
+            msgs = [_message_row(by_id[m], {})["messages"][0] for m in path]
+            meta = {"tree_id": tree_id, "message_ids": path, "path_index": index, "lang": language,
+                    "origin": ["seed"] * len(path)}
+            out.paths.append(make_row(f"{SOURCE}-{path[-1]}", msgs, SOURCE, meta))
+            index += 1
+        todo = [root]
+        while todo:
+            mid = todo.pop(0)
+            out.messages.append(_message_row(by_id[mid], {"tree_id": tree_id,
+                                                          "parent_id": _str_id(by_id[mid].get("parent_id"))}))
+            todo.extend(children.get(mid, []))
+    for r in rows:
+        mid = str(r["message_id"])
+        if mid in dropped:
+            row = _message_row(r, {"tree_id": _str_id(r.get("message_tree_id")), "parent_id": _str_id(r.get("parent_id")),
+                                   "lang": str(r.get("lang") or "")})
+            row["rule"], row["reason"] = dropped[mid]
+            out.rejected.append(row)
+    return out
+
+
+def seeds_from_oasst(table, language: str = "it"):
+    """The seeds transform on Datasets (paper §3.1, METHOD.md D10).
+
+    Input columns: ``message_id``, ``parent_id``, ``role``, ``lang``, ``text`` (optionally
+    ``message_tree_id``, ``deleted``). Output: a ``datasets.DatasetDict`` with ``default`` (one
+    seed conversation per root-to-leaf path, corpus schema), ``messages`` (every kept message:
+    the initial diversity store) and ``rejected`` (dropped messages with ``rule`` and ``reason``).
+    """
+    from datasets import Dataset, DatasetDict
+
+    from cerbero_hf.schema import features, rejected_features
+
+    result = build_seeds(table, language)
+    return DatasetDict({
+        "default": Dataset.from_list(result.paths, features=features()),
+        "messages": Dataset.from_list(result.messages, features=features()),
+        "rejected": Dataset.from_list(result.rejected, features=rejected_features()),
+    })
+
+
+def _card_body(counts: dict, language: str, source: str) -> str:
+    from cerbero_hf.cards import stage_body, table
+
+    return stage_body(
+        "Seed conversations", f"Every root-to-leaf path of the `{language}` trees of `{source}`, one conversation "
+        "per row (cerbero-hf `seeds`, Cerbero-7B §3.1).",
+        configs=[("default", "the paths"), ("messages", "every kept message: the initial diversity store"),
+                 ("rejected", "dropped messages with `rule` and `reason`")],
+        sections=[("", table(["count", "value"], counts.items(), right=("value",)))])
+
+
+def write_seed_folder(result: SeedSet, output, language: str, source: str = "") -> dict[str, int]:
+    """Write a :class:`SeedSet` as a Hub-layout folder (``default``, ``messages``, ``rejected``); returns its counts.
+
+    Raises :class:`InputError` when no tree of ``language`` was found.
+    """
+    from datasets import Dataset
+
+    from cerbero_hf.io import save_hub_folder
+    from cerbero_hf.schema import features, rejected_features
+
+    counts = result.counts()
+    if not result.paths:
+        raise InputError(f"no {language!r} trees found ({len(result.rejected)} messages dropped)", file=source or None)
+    configs = {
+        "default": Dataset.from_list(result.paths, features=features()),
+        "messages": Dataset.from_list(result.messages, features=features()),
+        "rejected": Dataset.from_list(result.rejected, features=rejected_features()),
+    }
+    save_hub_folder(output, configs, card_data={"language": [language], "tags": ["cerbero-hf", "seeds", "conversational"]},
+                    body=_card_body(counts, language, source), pretty_name=f"Seed conversations ({language})")
+    return counts
+
+
+def write_seeds(table, output, language: str = "it", source: str = "") -> dict[str, int]:
+    """``build_seeds`` + ``write_seed_folder``: the ``seeds`` stage in one call."""
+    from cerbero_hf.languages import load_language
+
+    code = load_language(language).code
+    return write_seed_folder(build_seeds(table, code), output, code, source=source)

@@ -1,0 +1,169 @@
+"""Supervised fine-tuning with the Cerbero recipe on TRL (paper §4).
+
+Used in this order by :func:`train` (the train stage's ``run`` and ``cerbero-hf train``):
+
+1. :func:`~cerbero_hf.stages.train.data.build_training_set`: corpora -> one shuffled ``messages`` dataset
+   (condition presets ``fauno`` / ``generated`` / ``full``, weights, recorded seed).
+2. :class:`~cerbero_hf.stages.train.config.TrainConfig`: TRL's ``SFTConfig`` with the paper's defaults,
+   passed to ``SFTTrainer`` as it is.
+3. :func:`train`: the Cerbero chat template on the tokenizer (``{% generation %}`` markers, EOS inside the
+   block in assistant-only mode), ``SFTTrainer`` (full or LoRA/QLoRA), checkpoints pushed to the Hub
+   while training, resume from the last checkpoint, the model card, and a merged model for LoRA.
+
+Input columns: ``messages``. Output: a model folder (``save_pretrained`` layout, README card,
+``cerbero_train.json``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from cerbero_hf.errors import InputError
+from cerbero_hf.stages.train.config import TrainConfig  # noqa: F401  (public API)
+from cerbero_hf.stages.train.data import CONDITIONS, Corpus, build_training_set  # noqa: F401  (public API)
+from cerbero_hf.stages.train.model_card import write_card
+from cerbero_hf.stages.train.stage import TrainResult
+
+MANIFEST = "cerbero_train.json"
+
+
+def templates(cfg: TrainConfig, eos_token: str) -> tuple[str, str, list[str]]:
+    """``(training template, inference template, stop strings)`` for a run (Fauno tags, loss mode)."""
+    from cerbero_hf.chat_template import chat_template, stop_strings
+    from cerbero_hf.languages import load_language
+
+    pack = load_language(cfg.language)
+    tag = pack.fauno_assistant_tag if cfg.fauno_tags else None
+    training = chat_template(pack, training=True, eos_in_generation=cfg.assistant_only_loss, assistant_tag=tag)
+    stops = stop_strings(pack) + ([eos_token] if cfg.assistant_only_loss else [])
+    return training, chat_template(pack, assistant_tag=tag), stops
+
+
+def _load_model(cfg: TrainConfig, bf16: bool, quantize: bool):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if bf16 else torch.float32}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    if quantize:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+    return AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
+
+
+def _trainer_class():
+    """``SFTTrainer`` whose checkpoint-time model card is ours (TRL writes its own at every save)."""
+    from trl import SFTTrainer
+
+    class CerberoSFTTrainer(SFTTrainer):
+        card_writer = None
+
+        def create_model_card(self, *args, **kwargs):
+            if self.card_writer is not None and self.is_world_process_zero():
+                self.card_writer(self.args.output_dir)
+
+    return CerberoSFTTrainer
+
+
+def _split(ds, fraction: float, seed: int):
+    n_eval = int(round(len(ds) * fraction))
+    if n_eval == 0 or n_eval >= len(ds):
+        return ds, None
+    parts = ds.train_test_split(test_size=n_eval, shuffle=False, seed=seed)
+    return parts["train"], parts["test"]
+
+
+def _merge_lora(cfg: TrainConfig, tok, report: dict, stops: list[str]) -> Path:
+    """Reload the base, apply the saved adapter and ``merge_and_unload`` into ``OUTPUT-merged``."""
+    from peft import PeftModel
+
+    base = _load_model(cfg, bf16=False, quantize=False)
+    merged = PeftModel.from_pretrained(base, cfg.output_dir).merge_and_unload()
+    out = Path(str(Path(cfg.output_dir)) + "-merged")
+    merged.save_pretrained(out)
+    tok.save_pretrained(out)
+    write_card(cfg, report, stops, out, merged=True)
+    return out
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """Fail fast, before any heavy work, on a missing output folder, corpus or repo id, or a bad condition."""
+    from cerbero_hf.stages.train.data import select_corpora
+
+    if not cfg.output_dir:
+        raise InputError("an output folder is needed")
+    if cfg.push_to_hub and not cfg.hub_model_id:
+        raise InputError("pushing to the Hub needs a repo id (--hub-model-id USER/NAME)")
+    if cfg.load_in_4bit and not (cfg.lora and not cfg.use_cpu and importlib.util.find_spec("bitsandbytes")):
+        raise InputError("load_in_4bit (QLoRA) needs --lora, a GPU and the bitsandbytes package")
+    for c in select_corpora([Corpus.parse(c) for c in cfg.corpora], cfg.condition):
+        if c.hub_id is None and not Path(c.path).exists():
+            raise InputError("no such file or folder", file=c.path)
+
+
+def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
+    """Fine-tune ``cfg.model`` on ``cfg.corpora`` with TRL's ``SFTTrainer`` into ``cfg.output_dir``.
+
+    Resumes from the last ``checkpoint-*`` in ``cfg.output_dir`` when ``cfg.resume``; pushes checkpoints,
+    the tokenizer with its template and the final model when ``cfg.push_to_hub``. ``callbacks`` are
+    transformers ``TrainerCallback`` objects (the CLI passes its progress bar).
+    """
+    from transformers import AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+
+    check_inputs(cfg)
+    ds, report = build_training_set(cfg.corpora, condition=cfg.condition, seed=cfg.seed, language=cfg.language)
+    train_ds, eval_ds = _split(ds, cfg.eval_fraction, cfg.seed)
+
+    tok = AutoTokenizer.from_pretrained(cfg.model)
+    training_template, inference_template, stops = templates(cfg, tok.eos_token)
+    tok.chat_template = training_template
+    model = _load_model(cfg, cfg.bf16, quantize=cfg.load_in_4bit)
+    peft_config = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                 target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
+    trainer = _trainer_class()(
+        model=model, args=cfg, train_dataset=train_ds.select_columns(["messages"]),
+        eval_dataset=eval_ds.select_columns(["messages"]) if eval_ds is not None else None,
+        processing_class=tok, peft_config=peft_config, callbacks=list(callbacks))
+    trainer.card_writer = lambda folder: write_card(cfg, report, stops, folder)
+
+    out = Path(cfg.output_dir)
+    last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - start
+    eval_loss = trainer.evaluate()["eval_loss"] if eval_ds is not None else None
+
+    tok.chat_template = inference_template  # the saved copy renders prompts, it does not train
+    trainer.save_model(str(out))
+    write_card(cfg, report, stops, out)
+    res = TrainResult(rows=len(train_ds), steps=trainer.state.global_step,
+                      tokens=int(getattr(trainer, "_total_train_tokens", 0)), train_loss=result.training_loss,
+                      eval_loss=eval_loss, seconds=seconds, resumed_from=last, model=str(out))
+    (out / MANIFEST).write_text(json.dumps({
+        "config": cfg.to_dict(), "data": report, "stop_strings": stops, "result": res.to_dict()},
+        indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    if cfg.push_to_hub:
+        trainer.push_to_hub(commit_message="End of training")
+        res.hub = trainer.hub_model_id
+    if cfg.lora and cfg.merge_lora:
+        merged = _merge_lora(cfg, tok, report, stops)
+        res.merged = str(merged)
+        if cfg.push_to_hub:
+            from huggingface_hub import HfApi
+
+            api = HfApi()
+            repo = api.create_repo(cfg.hub_model_id + "-merged", private=cfg.hub_private_repo, exist_ok=True)
+            api.upload_folder(repo_id=repo.repo_id, folder_path=str(merged), commit_message="Merged LoRA model")
+    return res
