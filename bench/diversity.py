@@ -1,4 +1,4 @@
-"""Benchmark: online accept/reject in the diversity store (METHOD.md D9), against this machine's GEMM rate.
+"""Benchmark: online accept/reject in the diversity store (D9), against this machine's GEMM rate.
 
 Online accept/reject of N random d-dimensional unit vectors with exact search is about N^2 * d
 floating-point operations (each candidate against every vector accepted before it, 2 FLOP per

@@ -1,4 +1,4 @@
-"""Benchmark: the whole Fauno refinement (METHOD.md §4) on a synthetic 160,000-conversation corpus.
+"""Benchmark: the whole Fauno refinement (paper §3.1) on a synthetic 160,000-conversation corpus.
 
     .venv/bin/python bench/refine.py [--n 160000] [--num-proc 2] [--sample 20000]
 

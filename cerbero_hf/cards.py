@@ -21,6 +21,8 @@ Keys that look like secrets (:func:`cerbero_hf.redact.is_secret_key`) are droppe
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,39 @@ CITATION = """@article{galatolo2023cerbero,
 }""" % TITLE
 SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
          (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
+_PATH_CHARS = r"[^\s\"'`|()\[\]{},;<>\\/]"
+_QUOTED_PATH = re.compile(r"(?P<q>[`\"'])(?P<path>/[^`\"'\n]*[^`\"'\n/])/?(?P=q)")
+_LINE_END_PATH = re.compile(r"(?m)(?<=: )(?P<path>/[^\n\"'`]*[^\n\"'`/ ])\s*$")
+_BARE_PATH = re.compile(r"(?<![\w.:/~\\$}>-])(?P<path>/" + _PATH_CHARS + r"+(?:/" + _PATH_CHARS + r"+)+)/?")
+
+
+def _local(path: str) -> bool:
+    """An absolute path of this machine (it, or the folder it would be in, exists), deeper than ``/usr``."""
+    p = Path(path)
+    return len(p.parts) > 2 and (p.exists() or p.parent.exists())
+
+
+def public(value):
+    """``value`` (a string, or lists / tuples / mappings of them) as a public card may show it: a local path
+    becomes its file or folder name (``/home/me/models/mlm`` -> ``mlm``; Hub ids and URLs stay), an unexpanded
+    ``${VAR}`` becomes ``<VAR>`` (never its value: it may be a secret)."""
+    if isinstance(value, str):
+        if "\n" not in value and os.path.isabs(value) and _local(value):
+            return Path(value).name
+        name = lambda m: m.group(0).replace(m.group("path"), Path(m.group("path")).name) if _local(  # noqa: E731
+            m.group("path")) else m.group(0)
+        text = _VAR.sub(lambda m: f"<{m.group(1)}>", value)
+        for pattern in (_QUOTED_PATH, _LINE_END_PATH, _BARE_PATH):
+            text = pattern.sub(name, text)
+        return text
+    if isinstance(value, (list, tuple)):
+        return type(value)(public(v) for v in value)
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items()}
+    return value
 
 
 def size_category(n: int) -> str:
@@ -59,9 +94,11 @@ def flatten(params: dict, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def nll_histogram(values, path: Path, threshold: float | None = 2.0, bins: int = 40) -> Path:
-    """Write a density histogram of per-message NLL (the paper's Fig. 4: x = NLL, 0–5) as a PNG."""
-    import matplotlib
+    """Write a density histogram of per-message NLL (the paper's Fig. 4: x = NLL, 0–5) as a PNG (needs the
+    ``plot`` extra: matplotlib)."""
+    from cerbero_hf.errors import require
 
+    matplotlib = require("matplotlib", "plot", "the NLL histogram")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -94,7 +131,8 @@ def _row_counts(folder: Path, configs: list[dict]) -> dict[str, int]:
 
 
 def _example(folder: Path, configs: list[dict], max_chars: int = 300) -> str:
-    """The first row of the default config as pretty JSON (long strings shortened)."""
+    """The first row of the default config as pretty JSON: long strings shortened, a JSON string (``meta``)
+    shortened inside so it stays JSON, local paths outside ``messages`` shown by name (:func:`public`)."""
     import pyarrow.parquet as pq
 
     default = next((c for c in configs if c.get("default")), configs[0])
@@ -104,6 +142,13 @@ def _example(folder: Path, configs: list[dict], max_chars: int = 300) -> str:
     row = pq.ParquetFile(files[0]).read_row_group(0).slice(0, 1).to_pylist()[0]
 
     def short(v):
+        if isinstance(v, str) and v[:1] in "{[":
+            try:
+                inner = json.loads(v)
+            except ValueError:
+                inner = None
+            if isinstance(inner, (dict, list)):
+                return json.dumps(short(public(inner)), ensure_ascii=False)
         if isinstance(v, str) and len(v) > max_chars:
             return v[:max_chars] + "…"
         if isinstance(v, list):
@@ -112,7 +157,8 @@ def _example(folder: Path, configs: list[dict], max_chars: int = 300) -> str:
             return {k: short(x) for k, x in v.items()}
         return v
 
-    return json.dumps(short(row), ensure_ascii=False, indent=2)
+    shown = {k: short(v) if k == "messages" else short(public(v)) for k, v in row.items()}
+    return json.dumps(shown, ensure_ascii=False, indent=2)
 
 
 def template_path(template: str | Path) -> Path:
@@ -148,10 +194,20 @@ def render(template: str | Path, data=None, *, kind: str = "dataset", **context)
 
 
 def render_text(template: str | Path, **context) -> str:
-    """``template`` (packaged name or ``.j2`` path) rendered with Jinja: the one place templates are filled."""
+    """``template`` (packaged name or ``.j2`` path) rendered with Jinja: the one place templates are filled.
+
+    Every template also sees ``repo_url`` and ``docs_url`` (:data:`cerbero_hf.REPO_URL`, :data:`cerbero_hf.DOCS_URL`),
+    so published cards link to the project and its docs by URL, never by a local path. Every value is shown
+    through :func:`public`: local paths by name, no unexpanded ``${VAR}`` (``example``, the example row, is
+    prepared by :func:`_example`, which leaves the messages as they are).
+    """
     import jinja2
 
-    return jinja2.Template(template_path(template).read_text(encoding="utf-8")).render(**context)
+    from cerbero_hf import DOCS_URL, REPO_URL
+
+    links = {"repo_url": REPO_URL, "docs_url": DOCS_URL}
+    shown = {k: v if k == "example" else public(v) for k, v in context.items()}
+    return jinja2.Template(template_path(template).read_text(encoding="utf-8")).render(**{**links, **shown})
 
 
 def table(columns: list[str], rows, *, right: tuple[str, ...] = ()) -> str:
@@ -192,7 +248,8 @@ def dataset_card(folder, *, template: str | Path = "generated_corpus", repo_id: 
         models: ``{role: "model_id@revision"}`` (e.g. generator, embedder, mlm).
         thresholds, seeds: numbers shown with the parameters.
         stage_counts: ``{stage: rows}`` in pipeline order (seeds, generated, rejected by similarity, ...).
-        nll: per-message NLL values; when given, ``images/nll_histogram.png`` is written and shown.
+        nll: per-message NLL values; when given, ``images/nll_histogram.png`` is written and shown (without
+            matplotlib, the ``plot`` extra, the card is rendered without it and a note goes to stderr).
 
     Returns:
         The ``huggingface_hub.DatasetCard``.
@@ -205,8 +262,16 @@ def dataset_card(folder, *, template: str | Path = "generated_corpus", repo_id: 
     default_rows = counts.get("default", sum(counts.values()))
     histogram = None
     if nll is not None and len(nll):
-        nll_histogram(nll, folder / HISTOGRAM, nll_threshold)
-        histogram = HISTOGRAM
+        from cerbero_hf.errors import has_module, missing_extra
+
+        if has_module("matplotlib"):
+            nll_histogram(nll, folder / HISTOGRAM, nll_threshold)
+            histogram = HISTOGRAM
+        else:
+            import sys
+
+            print(f"note: the card of {folder.name} has no NLL histogram ({missing_extra('matplotlib', 'plot')})",
+                  file=sys.stderr)
     repo_id = repo_id or f"<user>/{folder.name}"
     params = flatten({"recipe": recipe or {}, "thresholds": thresholds or {}, "seeds": seeds or {}})
     data = DatasetCardData(

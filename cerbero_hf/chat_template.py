@@ -1,9 +1,9 @@
-"""The Cerbero chat template (METHOD.md §6.4), built from a language pack's tags.
+"""The Cerbero chat template (the released model's, D27), built from a language pack's tags.
 
 ``chat_template(pack)`` renders ``<s>[|Umano|] Ciao\n[|Assistente|] Ciao! Come posso aiutarti?\n``; with
 ``add_generation_prompt`` it ends in ``[|Assistente|] ``. ``training=True`` wraps each assistant
-reply in ``{% generation %}`` markers so TRL's ``assistant_only_loss`` can mask it (STACK.md pitfall 7);
-``eos_in_generation=True`` also puts the EOS token inside the block (METHOD.md D26).
+reply in ``{% generation %}`` markers so TRL's ``assistant_only_loss`` can mask it (it fails without them);
+``eos_in_generation=True`` also puts the EOS token inside the block (D26).
 """
 
 from __future__ import annotations
@@ -36,5 +36,5 @@ def chat_template(pack: LanguagePack | str = "it", *, training: bool = False, eo
 
 
 def stop_strings(pack: LanguagePack | str = "it") -> list[str]:
-    """Stop strings for generation with the Cerbero format: the user tag (METHOD.md §6.3, D32)."""
+    """Stop strings for generation with the Cerbero format: the user tag (D32)."""
     return [load_language(pack).user_tag]

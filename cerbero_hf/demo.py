@@ -48,8 +48,12 @@ def build_demo_models(models: Path, log=print) -> dict[str, float]:
     return timings
 
 
-def run_demo(output: str | Path = "demo-output", *, force: bool = False, log=print):
-    """Build the models and run the demo recipe under ``output``; returns ``(manifest, model seconds)``."""
+def run_demo(output: str | Path = "demo-output", *, force: bool = False, log=print, on_stage=None, on_event=None):
+    """Build the models and run the demo recipe under ``output``; returns ``(manifest, model seconds)``.
+
+    ``log(message)`` reports the model builds; ``on_stage`` / ``on_event`` are
+    :func:`~cerbero_hf.recipe.run_recipe`'s (default: one ``log`` line per stage status).
+    """
     import torch
 
     from cerbero_hf.recipe import load_recipe, run_recipe
@@ -60,8 +64,8 @@ def run_demo(output: str | Path = "demo-output", *, force: bool = False, log=pri
     model_seconds = build_demo_models(models, log=log)
     os.environ.update(DEMO_OUT=str(out), DEMO_MODELS=str(models), DEMO_DATA=str(DATA))
     recipe = load_recipe(RECIPE)
-    manifest = run_recipe(recipe, force=force,
-                          on_stage=lambda stage, status, result: log(f"{stage}: {status}"))
+    manifest = run_recipe(recipe, force=force, on_event=on_event,
+                          on_stage=on_stage or (lambda stage, status, result: log(f"{stage}: {status}")))
     empty = [s for s, e in manifest.data["stages"].items() if e.get("status") == "done" and not _nonempty(e)]
     if empty:
         from cerbero_hf.errors import InputError

@@ -1,12 +1,15 @@
-"""Reading inputs and writing Hub-layout output folders.
+"""Reading inputs (and, re-exported from :mod:`cerbero_hf.hub_folder`, writing Hub-layout output folders).
 
 ``load_table(spec)`` reads a local file (parquet, jsonl, json, csv), a ``save_to_disk`` folder,
 a Hub-layout folder (README ``configs:``), or a Hub dataset id through the real ``load_dataset``,
 and returns a ``datasets.Dataset``. Bad input raises :class:`InputError` naming file, row and column.
+Every JSON lines, JSON and CSV file read (a folder's too) is checked first: a non-UTF-8 byte or a line that
+is not a JSON object names its file, row and column. A JSON lines column whose type changes between rows (a
+list where other rows have a string) is read as ``datasets.Json`` values, each keeping its type, so the
+stage's row check rejects the odd rows (``datasets`` alone may turn them into text); in a folder, where
+``datasets`` cannot read it, it is an InputError naming the first such row.
 
-``save_hub_folder(out, configs, card)`` writes each config as parquet under ``data/`` (``default``)
-or ``<config>/``, plus a README.md whose ``configs:`` YAML makes ``load_dataset(out)`` and
-``load_dataset(out, "rejected")`` work before anything is pushed (STACK.md §3.1).
+Writing: :mod:`cerbero_hf.hub_folder` (``save_hub_folder``, ``load_config``, ...), re-exported here.
 """
 
 from __future__ import annotations
@@ -16,24 +19,115 @@ import os
 from pathlib import Path
 
 from cerbero_hf.errors import InputError
+from cerbero_hf.hub_folder import (  # noqa: F401 - the writing side, re-exported: one module to import from
+    arrow_nbytes,
+    config_dir,
+    load_calls,
+    load_config,
+    save_hub_folder,
+    wrote_line,
+)
 
 FILE_FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv", ".arrow": "arrow"}
 
 
+TEXT_SUFFIXES = (".jsonl", ".json", ".csv")
+
+
+def value_kind(value) -> str | None:
+    """The JSON kind of ``value`` in words (``"a string"``, ``"a list"``, ...); None for null."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return "an object" if isinstance(value, dict) else f"a {type(value).__name__}"
+
+
+def _top_key_before(text: str, pos: int) -> str | None:
+    """The top-level key of the JSON object ``text`` whose value holds character ``pos`` (None if unknown)."""
+    depth, in_str, esc, start, last, key = 0, False, False, 0, None, None
+    for i, ch in enumerate(text[:pos]):
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str, last = False, (text[start + 1:i], depth)
+            continue
+        if ch == '"':
+            in_str, start = True, i
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+        elif ch == ":" and depth == 1 and last is not None and last[1] == 1:
+            key = last[0]
+    if key is not None:
+        try:
+            key = json.loads(f'"{key}"')
+        except ValueError:
+            pass
+    return key
+
+
 def _check_utf8(path: Path) -> None:
-    """Raise InputError at the first non-UTF-8 byte of a text file, with its line and column."""
+    """Raise InputError at the first non-UTF-8 byte of a text file, with its line and (JSON lines) column."""
     data = path.read_bytes()
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as err:
+        line_start = data.rfind(b"\n", 0, err.start) + 1
         line = data.count(b"\n", 0, err.start) + 1
-        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        col = err.start - line_start + 1
+        column = None
+        if path.suffix.lower() == ".jsonl":
+            prefix = data[line_start:err.start].decode("utf-8", "surrogateescape")
+            end = data.find(b"\n", err.start)
+            text = data[line_start:None if end < 0 else end].decode("utf-8", "surrogateescape")
+            column = _top_key_before(text, len(prefix))
         raise InputError(f"invalid UTF-8 byte 0x{data[err.start]:02x} at line {line}, byte column {col}",
-                         file=str(path), row=line - 1 if path.suffix == ".jsonl" else None) from None
+                         file=str(path), row=line - 1 if path.suffix.lower() == ".jsonl" else None,
+                         column=column) from None
 
 
-def _check_json_lines(path: Path) -> None:
-    """Raise InputError naming the first line of a .jsonl file that is not a JSON object."""
+def _merge_shape(shape: dict, value, where: tuple[Path, int], path: str):
+    """Fold ``value`` into the type ``shape`` seen so far; return ``(path, kind, earlier place, earlier kind)``
+    at the first clash, else None. Null and empty lists fit any type."""
+    kind = value_kind(value)
+    if kind is None:
+        return None
+    if "kind" not in shape:
+        shape.update(kind=kind, where=where)
+    elif shape["kind"] != kind:
+        return path, kind, shape["where"], shape["kind"]
+    if kind == "an object":
+        for k, v in value.items():
+            clash = _merge_shape(shape.setdefault("keys", {}).setdefault(k, {}), v, where, f"{path}.{k}")
+            if clash:
+                return clash
+    elif kind == "a list":
+        for v in value:
+            clash = _merge_shape(shape.setdefault("item", {}), v, where, f"{path}[]")
+            if clash:
+                return clash
+    return None
+
+
+def _scan_json_lines(path: Path, shapes: dict) -> dict[str, InputError]:
+    """Check that every line of a .jsonl file is a JSON object and fold its column types into ``shapes``.
+
+    Raises InputError at the first line that is not a JSON object. Returns, per column whose type changes
+    (a list or an object where earlier rows, here or in files scanned before with the same ``shapes``, have
+    a string, ...), an InputError naming the first such row.
+    """
+    clashes: dict[str, InputError] = {}
     with path.open(encoding="utf-8") as fh:
         for i, line in enumerate(fh):
             if not line.strip():
@@ -41,9 +135,55 @@ def _check_json_lines(path: Path) -> None:
             try:
                 obj = json.loads(line)
             except ValueError as err:
-                raise InputError(f"line {i + 1} is not valid JSON ({err.msg})", file=str(path), row=i) from None
+                raise InputError(f"line {i + 1} is not valid JSON ({err.msg})", file=str(path), row=i,
+                                 column=_top_key_before(line, err.pos)) from None
             if not isinstance(obj, dict):
                 raise InputError(f"line {i + 1} is not a JSON object", file=str(path), row=i)
+            for col, value in obj.items():
+                if col in clashes:
+                    continue
+                clash = _merge_shape(shapes.setdefault(col, {}), value, (path, i), col)
+                if clash:
+                    at, kind, (first_file, first_row), first_kind = clash
+                    place = f"row {first_row}" if first_file == path else f"{first_file} row {first_row}"
+                    inner = f" (at {at})" if at != col else ""
+                    clashes[col] = InputError(f"{kind} where {place} has {first_kind}{inner}", file=str(path),
+                                              row=i, column=col)
+    return clashes
+
+
+def _json_lines_with_mixed_columns(path: Path, mixed) -> object:
+    """Read a .jsonl file whose ``mixed`` columns change type as a Dataset, those columns as ``Json`` values.
+
+    ``datasets``' JSON reader turns such a column into text in some chunkings (a list becomes the string
+    ``'["a", "b"]'``): here every value keeps its type, and the stage's row check rejects the wrong ones.
+    """
+    from datasets import Dataset, Json
+
+    with path.open(encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    plain = {k: [r.get(k) for r in rows] for k in names if k not in mixed}
+    ds = Dataset.from_dict(plain) if plain else Dataset.from_dict({"_": [None] * len(rows)})
+    for k in names:
+        if k in mixed:
+            ds = ds.add_column(k, [None if r.get(k) is None else json.dumps(r[k], ensure_ascii=False) for r in rows],
+                               feature=Json())
+    return ds if plain else ds.remove_columns("_")
+
+
+def _check_text_file(path: Path, shapes: dict) -> dict[str, InputError]:
+    """UTF-8 and (JSON lines) line checks; returns the JSON-lines columns that change type."""
+    if path.suffix.lower() not in TEXT_SUFFIXES:
+        return {}
+    _check_utf8(path)
+    return _scan_json_lines(path, shapes) if path.suffix.lower() == ".jsonl" else {}
+
+
+def _text_files(folder: Path) -> list[Path]:
+    """The JSON lines, JSON and CSV files under ``folder`` (hidden folders skipped), in path order."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def is_hub_id(spec: str) -> bool:
@@ -75,19 +215,23 @@ def load_table(spec: str | os.PathLike, *, config: str | None = None, split: str
                 if isinstance(ds, datasets.DatasetDict):
                     ds = ds[split] if split in ds else ds[next(iter(ds))]
                 return _nonempty(ds, path)
+            shapes: dict = {}
+            for f in _text_files(path):
+                clashes = _check_text_file(f, shapes)
+                if clashes:  # datasets fails on it, or turns the odd values into text
+                    raise next(iter(clashes.values()))
             return _nonempty(datasets.load_dataset(str(path), config, split=split), path)
         fmt = FILE_FORMATS.get(path.suffix.lower())
         if fmt is None:
             raise InputError(f"unknown format {path.suffix or '(no extension)'!r}; expected one of "
                              f"{', '.join(FILE_FORMATS)} or a folder", file=str(path))
-        if fmt in ("json", "csv"):
-            _check_utf8(path)
-            if path.suffix.lower() == ".jsonl":
-                _check_json_lines(path)
+        mixed = _check_text_file(path, {})
         if path.stat().st_size == 0:
             raise InputError("empty dataset (0 rows)", file=str(path))
         if fmt == "arrow":
             ds = datasets.Dataset.from_file(str(path))
+        elif mixed:
+            ds = _json_lines_with_mixed_columns(path, mixed)
         else:
             ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
         return _nonempty(ds, path)
@@ -102,64 +246,3 @@ def _nonempty(ds, path):
     if len(ds) == 0:
         raise InputError("empty dataset (0 rows)", file=str(path))
     return ds
-
-
-def config_dir(config: str) -> str:
-    return "data" if config == "default" else config
-
-
-def _drop_stale_configs(out: Path, configs: dict) -> None:
-    """Delete the parquet files of configs an earlier write listed but this one does not (e.g. a ``rejected``
-    config that is now empty), so a re-run never leaves stale rows to be published."""
-    readme = out / "README.md"
-    if not readme.exists():
-        return
-    from huggingface_hub import DatasetCard
-
-    try:
-        previous = DatasetCard.load(readme).data.to_dict().get("configs") or []
-    except Exception:  # noqa: BLE001 - a README we did not write: leave its files alone
-        return
-    for entry in previous:
-        name = entry.get("config_name")
-        if name and name not in configs:
-            for old in (out / config_dir(name)).glob("train-*.parquet"):
-                old.unlink()
-
-
-def save_hub_folder(out: str | os.PathLike, configs: dict, *, card_data: dict | None = None, body: str = "",
-                    pretty_name: str | None = None) -> Path:
-    """Write ``{config: Dataset}`` as a Hub-layout folder with a README dataset card.
-
-    ``default`` is the default config. ``card_data`` goes into the YAML header (language, license,
-    tags, ...); ``body`` is the Markdown below it (:func:`cerbero_hf.cards.stage_body` renders a stage's).
-    """
-    from huggingface_hub import DatasetCardData
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _drop_stale_configs(out, configs)
-    entries, infos = [], []
-    for name, ds in configs.items():
-        d = out / config_dir(name)
-        d.mkdir(parents=True, exist_ok=True)
-        for old in d.glob("train-*.parquet"):
-            old.unlink()
-        ds.to_parquet(str(d / "train-00000-of-00001.parquet"))
-        # Sizes in the card (as push_to_hub writes them). datasets hashes a local folder's cache key from the
-        # README (configs + dataset_info) only, not from the files: without them, load_dataset(out) returns
-        # stale rows after out is rewritten, or another folder's rows (datasets#6465-like).
-        size = (d / "train-00000-of-00001.parquet").stat().st_size
-        infos.append({"config_name": name, "download_size": size, "dataset_size": ds.data.nbytes,
-                      "splits": [{"name": "train", "num_bytes": ds.data.nbytes, "num_examples": len(ds)}]})
-        entry = {"config_name": name, "data_files": [{"split": "train", "path": f"{config_dir(name)}/train-*"}]}
-        if name == "default":
-            entry["default"] = True
-        entries.append(entry)
-    data = DatasetCardData(**(card_data or {}), configs=entries, dataset_info=infos)
-    if pretty_name:
-        data.pretty_name = pretty_name
-    from cerbero_hf.cards import render
-
-    render("folder", data, body=body).save(str(out / "README.md"))
-    return out

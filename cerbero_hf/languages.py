@@ -23,10 +23,10 @@ class LanguagePack:
         fauno_header: the header line of a translated Baize transcript.
         user_tag_words / assistant_tag_words: words machine translation puts inside broken tags;
             tag repair maps each to its role (case-insensitive).
-    Self-chat (METHOD.md D3):
+    Self-chat (D3):
         selfchat_system_user / selfchat_system_assistant: system prompts asking for exactly one
             next message of that role; ``{user_tag}`` / ``{assistant_tag}`` are filled in.
-    Language ID (METHOD.md D18):
+    Language ID (D18):
         lingua_name: the ``lingua.Language`` member name; function_words: frequent short words of
             the language, used by the cheap first-pass detector.
     Models: embedder (D8), mlm (D21).

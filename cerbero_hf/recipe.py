@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from cerbero_hf.config import coerce, from_dict, load_yaml
 from cerbero_hf.errors import InputError
+from cerbero_hf.outputs import writes_output
 from cerbero_hf.redact import redact
 from cerbero_hf.stages import NAMES, get_stage
 from cerbero_hf.stages.base import Context, Result
@@ -201,9 +202,17 @@ def stage_digest(recipe: Recipe, name: str, digests: dict[str, str]) -> str:
     return config_hash({"stage": name, "config": config_dict(recipe.configs[name]), "inputs": upstream})
 
 
+# output_dir is locked for the whole run (one run per output_dir); its stage folders are each checked by their stage
+@writes_output(lambda *_, **__: (), output=lambda recipe, **_: recipe.output_dir, overwrite=lambda *_, **__: True)
 def run_recipe(recipe: Recipe, *, only: list[str] | None = None, force: bool = False,
-               on_stage: Callable[[str, str, Result | None], None] | None = None) -> Manifest:
-    """Run the enabled stages in order; returns the manifest. ``on_stage(stage, status, result)`` reports progress."""
+               on_stage: Callable[[str, str, Result | None], None] | None = None, overwrite: bool = False,
+               on_event: Callable[[str, str, dict], None] | None = None) -> Manifest:
+    """Run the enabled stages in order; returns the manifest. ``on_stage(stage, status, result)`` reports progress:
+    ``running`` when a stage starts, then ``done``; ``cached`` (taken from the manifest) or ``skipped``.
+    ``on_event(stage, event, stats)`` receives what the running stage reports as it works (its ``ctx.on_event``).
+
+    ``overwrite``: stages may write into folders holding files cerbero-hf did not write (``run --overwrite``).
+    """
     out = Path(recipe.output_dir)
     manifest = Manifest(out / "manifest.json")
     manifest.data["recipe"] = redact(recipe.to_dict())
@@ -225,9 +234,12 @@ def run_recipe(recipe: Recipe, *, only: list[str] | None = None, force: bool = F
             continue
         start = time.time()
         manifest.record(name, status="running", config_hash=digest, started=start)
+        if on_stage:
+            on_stage(name, "running", None)
         ctx = Context(output=out / stage.folder, inputs={i: results[i] for i in stage.inputs if i in results},
                       configs={i: recipe.configs[i] for i in stage.inputs if recipe.enabled(i)},
-                      language=recipe.language, seed=recipe.seed)
+                      language=recipe.language, seed=recipe.seed, overwrite=overwrite,
+                      on_event=(lambda event, stats, name=name: on_event(name, event, stats)) if on_event else None)
         result = stage.run(recipe.configs[name], ctx)
         results[name] = result
         manifest.record(name, status="done", config_hash=digest, seconds=round(time.time() - start, 2),

@@ -2,8 +2,10 @@
 
 Retried: HTTP 408 (request timeout), 429 (too many requests) and every 5xx; connection errors and
 timeouts. Not retried: any other status (400, 401, 403, 404, 422, ...), which a second try would only
-repeat. The error may be wrapped (``raise X from http_error``): the whole ``__cause__`` / ``__context__``
-chain is looked at, and the first HTTP status found in it decides.
+repeat, and a URL no request can be sent to. The error may be wrapped (``raise X from http_error``): the
+whole ``__cause__`` / ``__context__`` chain is looked at, and the first HTTP status found in it decides.
+The server's own error text (``{"error": ...}``, ``{"detail": ...}``, ``{"message": ...}`` or the body)
+travels with the verdict as one shortened line, so a wrong model name is reported in the server's words.
 
 Waits: a ``Retry-After`` header (seconds or an HTTP date) is honoured, capped at ``max_wait``; otherwise
 attempt *k* waits ``uniform(0, min(max_wait, backoff * 2**(k-1)))`` seconds (exponential backoff with full
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterator
@@ -56,12 +60,55 @@ class Verdict:
         wait: the server's ``Retry-After`` in seconds, if it sent one.
         reason: one line for logs and error messages (``HTTP 503``, ``timeout``, ...).
         kind: ``http``, ``timeout``, ``connection`` or ``other`` (callers may retry more ``other`` errors).
+        status: the HTTP status (``kind == "http"``).
+        detail: the server's error text, one line, at most :data:`DETAIL_CHARS` characters (``kind == "http"``).
     """
 
     retry: bool
     wait: float | None
     reason: str
     kind: str
+    status: int | None = None
+    detail: str | None = None
+
+
+DETAIL_CHARS = 300
+
+
+def _text_of(value) -> str | None:
+    """The message in a JSON error field: a string, ``{"message": ...}`` (OpenAI) or FastAPI's list of ``msg``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return _text_of(value.get("message") or value.get("detail") or value.get("msg"))
+    if isinstance(value, list):
+        parts = [_text_of(v) for v in value]
+        return "; ".join(p for p in parts if p) or None
+    return None
+
+
+def server_message(response, limit: int = DETAIL_CHARS) -> str | None:
+    """The error text of an HTTP ``response`` as one line of at most ``limit`` characters (None when empty)."""
+    try:
+        text = response.text
+    except Exception:  # noqa: BLE001 - a streamed or unreadable body has no message to show
+        return None
+    if not isinstance(text, str) or not text.strip():
+        return None
+    message = None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in ("error", "detail", "message"):
+            message = _text_of(data.get(key))
+            if message and message.strip():
+                break
+    if not message:
+        message = re.sub(r"<[^>]+>", " ", text)  # an HTML error page: its words
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[:limit - 1] + "…"
 
 
 def _chain(err: BaseException | None) -> Iterator[BaseException]:
@@ -83,7 +130,10 @@ def classify(err: BaseException) -> Verdict:
         if isinstance(status, int):
             headers = getattr(response, "headers", None) or {}
             wait = retry_after_seconds(headers.get("retry-after")) if hasattr(headers, "get") else None
-            return Verdict(retryable_status(status), wait, f"HTTP {status}", "http")
+            return Verdict(retryable_status(status), wait, f"HTTP {status}", "http", status, server_message(response))
+    for e in chain:
+        if isinstance(e, (httpx2.InvalidURL, httpx2.UnsupportedProtocol)):  # no request can be sent there
+            return Verdict(False, None, f"invalid URL ({e})", "other")
     for e in chain:
         if isinstance(e, (TimeoutError, asyncio.TimeoutError, httpx2.TimeoutException)):
             return Verdict(True, None, "timeout", "timeout")

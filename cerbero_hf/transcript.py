@@ -7,13 +7,13 @@ A transcript is an optional header line followed by turns, each opened by a role
     [|AI|] Hi! How can I help you?
     [|Human|]                                            <- Baize's trailing empty user tag
 
-- Baize (English): ``[|Human|]`` / ``[|AI|]``, header, trailing empty ``[|Human|]`` (METHOD.md §4).
+- Baize (English): ``[|Human|]`` / ``[|AI|]``, header, trailing empty ``[|Human|]`` (paper §3.1).
 - Fauno (Baize machine-translated): the pack's ``fauno_header``, ``fauno_user_tag`` / ``fauno_assistant_tag``
   (``[|Umano|]`` / ``[|AI|]`` for Italian). Translation breaks the tags; :func:`repair_tags` fixes them.
 - Cerbero: the pack's ``user_tag`` / ``assistant_tag`` (``[|Umano|]`` / ``[|Assistente|]``), no header, no
-  system prompt, one turn per line ending in a newline (METHOD.md §6.3).
+  system prompt, one turn per line ending in a newline (the released model's format, D27).
 
-Tag repair (METHOD.md D15) is one case-insensitive regex that accepts spaces inside tags, wrong case,
+Tag repair (D15) is one case-insensitive regex that accepts spaces inside tags, wrong case,
 missing or doubled bars and brackets (at least one bar or bracket on each side of the word), tags glued to
 the text around them, and translated tag words (``LanguagePack.user_tag_words`` /
 ``assistant_tag_words``); every variant becomes the canonical tag at the start of a line followed by a

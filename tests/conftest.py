@@ -1,8 +1,8 @@
-"""Shared fixtures: tiny models built once per test run (STACK.md §4), an isolated HF cache.
+"""Shared fixtures: tiny models built once per test run, an isolated HF cache.
 
 The whole suite runs in one pytest process so heavy imports (torch, transformers,
 sentence-transformers, trl, evaluate) are paid once. Do not set HF_HUB_OFFLINE here: tests talk
-to local servers and the Hub emulator through huggingface_hub (STACK.md pitfall 8). Models are
+to local servers and the Hub emulator through huggingface_hub (it blocks calls to 127.0.0.1 too). Models are
 always loaded by local path, which makes no network call.
 """
 

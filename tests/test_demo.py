@@ -50,7 +50,7 @@ print(json.dumps({{"kept": len(kept), "rejected": len(rej), "generated": len(gen
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded["kept"] > 0 and loaded["generated"] > 0
     assert loaded["prompt"] == "<s>[|Umano|] Ciao\n[|Assistente|] "
-    assert loaded["annotated"]  # every generated message carries its language flag (METHOD.md D13)
+    assert loaded["annotated"]  # every generated message carries its language flag (D13)
     assert (hub / "spaces" / "mlm_nll" / "mlm_nll.py").exists()
     card = (hub / "models" / "cerbero-tiny-demo" / "README.md").read_text()
     assert "model-index" in card and "squad_it" in card.lower()
@@ -59,3 +59,10 @@ print(json.dumps({{"kept": len(kept), "rejected": len(rej), "generated": len(gen
     for stage in STAGES:
         assert stage in res.stdout
     assert "manifest.json" in res.stdout
+
+    # A calm console: one line per stage, the trainer's logs as our rows; no library bars, dicts or warnings.
+    for i, stage in enumerate(STAGES, 1):
+        assert f"[{i}/8] {stage:<8} done " in res.stderr, stage
+    assert "  loss " in res.stderr and " tokens/s" in res.stderr
+    for noise in ("{'loss'", "Loading weights", "Writing model shards", "it/s]", "Warning"):
+        assert noise not in res.stdout + res.stderr, noise

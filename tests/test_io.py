@@ -68,3 +68,63 @@ def test_a_config_dropped_on_rewrite_leaves_no_stale_files(tmp_path):
     assert len(load_dataset(str(out), split="train")) == 2
     with pytest.raises(ValueError, match="rejected"):
         load_dataset(str(out), "rejected", split="train")
+
+
+# --- bad bytes, malformed and wrong-type lines: one line naming file, row and column -----------------------
+
+GOOD = '{"id": "a", "text": "ciao", "irony": 0}\n{"id": "b", "text": "salve", "irony": 1}\n'
+
+
+BAD_LINES = [  # (name, bytes of a third line, expected row, expected column, message fragment)
+    ("utf8", b'{"id": "c", "text": "caf\xe9", "irony": 0}\n', 2, "text", "invalid UTF-8 byte 0xe9"),
+    ("malformed", b'{"id": "c", "text": "ciao", "irony": 0\n', 2, "irony", "not valid JSON"),
+    ("wrong_type", b'{"id": "c", "text": "ciao", "irony": "boh"}\n', 2, "irony",
+     "a string where row 0 has a number"),
+]
+
+
+@pytest.mark.parametrize("layout, case", [(layout, case) for layout in ("file", "folder") for case in range(3)
+                                          if layout == "folder" or case < 2])
+def test_bad_lines_name_file_row_and_column(tmp_path, layout, case):
+    # A wrong-type line in a single file loads (as Json values, for the stage's row check to reject); in a
+    # folder datasets fails on it with a DatasetGenerationError that names neither row nor column.
+    name, line, row, column, fragment = BAD_LINES[case]
+    folder = tmp_path / name
+    folder.mkdir()
+    if layout == "folder":
+        (folder / "train.jsonl").write_text(GOOD, encoding="utf-8")
+    bad = folder / "test.jsonl"
+    bad.write_bytes(GOOD.encode() + line)
+    with pytest.raises(InputError) as err:
+        ds = load_table(folder if layout == "folder" else bad, split="test")
+        list(ds)  # a bad byte that slipped through would only fail here, as a UnicodeDecodeError
+    assert (err.value.file, err.value.row, err.value.column) == (str(bad), row, column), str(err.value)
+    assert fragment in err.value.message
+    assert "\n" not in str(err.value) and "DatasetGenerationError" not in str(err.value)
+
+
+def test_mixed_lists_and_strings_load_for_the_stage_to_reject(tmp_path):
+    # datasets reads a column holding lists and strings as Json values: the stage's row check decides
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"id": "a", "text": "ciao"}\n{"id": "b", "text": ["lista", "non stringa"]}\n', encoding="utf-8")
+    assert load_table(path)["text"] == ["ciao", ["lista", "non stringa"]]
+
+
+def test_a_list_after_a_large_chunk_is_not_turned_into_text(tmp_path):
+    # datasets reads JSON lines in chunks: when the first chunk fixes `text` as a string, a later list became
+    # the string '["lista","non stringa"]' (silent corruption the stage could not see)
+    path = tmp_path / "big.jsonl"
+    rows = [{"id": "a", "text": "parola " * 1_500_000, "n": 1}, {"id": "b", "text": ["lista", "non stringa"], "n": 2}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ds = load_table(path)
+    assert ds["id"] == ["a", "b"] and ds["n"] == [1, 2]
+    assert ds[1]["text"] == ["lista", "non stringa"] and len(ds[0]["text"]) == 10_500_000
+
+
+def test_a_type_clash_across_a_folders_files_names_both(tmp_path):
+    (tmp_path / "test.jsonl").write_text('{"id": "b", "irony": "no"}\n{"id": "c", "irony": "yes"}\n', encoding="utf-8")
+    (tmp_path / "train.jsonl").write_text('{"id": "a", "irony": 0}\n', encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_table(tmp_path, split="test")
+    assert str(err.value) == f"file {tmp_path / 'train.jsonl'}, row 0, column 'irony': a number where " \
+        f"{tmp_path / 'test.jsonl'} row 0 has a string"

@@ -7,7 +7,7 @@ import pytest
 from cerbero_hf.chat_template import chat_template
 from cerbero_hf.errors import InputError
 from cerbero_hf.languages import ITALIAN, load_language
-from cerbero_hf.schema import features, make_row, row_problem, validate
+from cerbero_hf.schema import MAX_MESSAGE_CHARS, MAX_MESSAGE_TOKENS, features, make_row, row_problem, validate
 
 
 def test_make_row_matches_features():
@@ -30,6 +30,32 @@ def test_make_row_matches_features():
 ])
 def test_row_problem_names_the_column(row, column):
     assert row_problem(row)[0] == column
+
+
+@pytest.mark.parametrize("messages, reason", [
+    ("ciao", "must be a list, got str"),
+    (["ciao"], "message 0 is a string, not an object"),
+    ([{"content": "ciao"}], "message 0 has no role"),
+    ([{"role": ["user"], "content": "ciao"}], "message 0 role is a list, not a string"),
+    ([{"role": "user"}], "message 0 has no content"),
+    ([{"role": "user", "content": ["lista", "non stringa"]}], "message 0 content is a list, not a string"),
+    ([{"role": "user", "content": "x" * (MAX_MESSAGE_CHARS + 1)}],
+     f"message 0 is {MAX_MESSAGE_CHARS + 1:,} characters, over the limit of {MAX_MESSAGE_CHARS:,}"),
+])
+def test_row_problem_reasons_name_the_message_and_the_type(messages, reason):
+    assert row_problem({"id": "x", "messages": messages}) == ("messages", reason)
+
+
+def test_message_size_limit_and_free_roles():
+    assert MAX_MESSAGE_CHARS == 32_768 and MAX_MESSAGE_TOKENS == 8_192
+    ok = {"id": "x", "messages": [{"role": "user", "content": "x" * MAX_MESSAGE_CHARS}]}
+    assert row_problem(ok) is None
+    assert row_problem(ok, max_chars=10)[1] == f"message 0 is {MAX_MESSAGE_CHARS:,} characters, over the limit of 10"
+    fauno = {"id": "x", "messages": [{"role": "[|AI|]", "content": "ciao"}]}
+    assert row_problem(fauno)[1].startswith("message 0 has role '[|AI|]'")
+    assert row_problem(fauno, roles=None) is None  # a stage that maps its own role aliases
+    assert row_problem({"id": "x", "messages": [{"role": " ", "content": "a"}]}, roles=None)[1] == \
+        "message 0 has an empty role"
 
 
 def test_validate_names_row_and_field():

@@ -3,15 +3,26 @@
 Each stage module defines ``register(app)`` and imports heavy libraries only inside its command
 bodies, so ``cerbero-hf --help`` stays fast. Known errors (:class:`~cerbero_hf.errors.InputError`)
 become one line on stderr and exit code 2; ``--debug`` shows the traceback instead.
+
+SIGINT (Ctrl-C) and SIGTERM stop a command the same way: the signal raises ``KeyboardInterrupt`` where the
+command is, each stage keeps what it finished (the generate stage's replay cache, the recipe's manifest),
+one line says how to resume, and the exit code is 128 + the signal number (130 / 143). A command may raise
+:class:`Interrupted` with a more precise line (e.g. how many requests its cache holds). The stop is bounded:
+a second signal, or :data:`STOP_GRACE_S` seconds without the process ending, exits at once with the same
+code (what finished is already on disk: the caches commit each entry).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 
 import typer
+
+from cerbero_hf.cli._help import Group  # positional arguments shown as INPUT OUTPUT, as click and argparse do
 
 
 def _stage_modules() -> list[str]:
@@ -22,6 +33,7 @@ def _stage_modules() -> list[str]:
 
 app = typer.Typer(
     name="cerbero-hf",
+    cls=Group,
     help="Build a chat corpus and a chat model for your language, the Cerbero-7B way (arXiv 2311.15698).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -47,20 +59,77 @@ def fail(message: str, code: int = 2) -> "typer.Exit":
     return typer.Exit(code)
 
 
+class Interrupted(Exception):
+    """Raised by a command that caught ``KeyboardInterrupt`` and knows how its work resumes.
+
+    ``hint`` completes the line ``Interrupted by SIGINT: <hint>``.
+    """
+
+    def __init__(self, hint: str):
+        super().__init__(hint)
+        self.hint = hint
+
+
+STOP_GRACE_S = 30.0  # the most a stopping command may take after SIGINT/SIGTERM before it is ended at once
+_SIGNAL = {"received": None, "reported": False}  # the first SIGINT/SIGTERM received during main()
+_RESUME = "re-run the same command to resume"
+
+
+def _line(hint: str | None = None) -> str:
+    signum = _SIGNAL["received"] or signal.SIGINT
+    return f"Interrupted by {signal.Signals(signum).name}: {hint or _RESUME + '.'}"
+
+
+def _exit_now() -> None:
+    """End the process at once (second signal, or a stop that outlived the grace period)."""
+    if not _SIGNAL["reported"]:
+        _SIGNAL["reported"] = True
+        os.write(2, (_line() + "\n").encode())  # no Python-level lock: the main thread may hold stderr's
+    os._exit(128 + int(_SIGNAL["received"] or signal.SIGINT))
+
+
+def _on_signal(signum, _frame) -> None:
+    if _SIGNAL["received"] is not None:  # asked twice: stop now
+        _exit_now()
+    _SIGNAL["received"] = signum
+    watchdog = threading.Timer(STOP_GRACE_S, _exit_now)
+    watchdog.daemon = True
+    watchdog.start()
+    raise KeyboardInterrupt
+
+
+def _interrupted(hint: str | None = None) -> None:
+    """Print the one line for an interrupted command and exit 128 + the signal number."""
+    if not _SIGNAL["reported"]:
+        _SIGNAL["reported"] = True
+        typer.echo(_line(hint), err=True)
+    sys.exit(128 + int(_SIGNAL["received"] or signal.SIGINT))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     from cerbero_hf.errors import InputError
 
+    _SIGNAL.update(received=None, reported=False)
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, _on_signal)
+        except ValueError:  # not the main thread: leave the handlers alone
+            break
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+    except Interrupted as err:
+        _interrupted(err.hint)
     except InputError as err:
+        if _SIGNAL["received"] is not None:  # a stage turned the interruption into an error message
+            _interrupted()
         if _DEBUG["on"] or os.environ.get("CERBERO_HF_DEBUG"):
             raise
         typer.echo(f"Error: {err}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        typer.echo("Interrupted: re-run the same command to resume.", err=True)
-        sys.exit(130)
+        _interrupted()
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except SystemExit:
@@ -72,5 +141,16 @@ def main(argv: list[str] | None = None) -> None:
             err.show()
             sys.exit(err.exit_code)
         if isinstance(err, click.exceptions.Abort):
-            sys.exit(130)
+            _interrupted()
+        if _SIGNAL["received"] is not None:  # a library wrapped the KeyboardInterrupt in its own error
+            _interrupted()
         raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    # In non-standalone mode typer returns the code of a ``typer.Exit`` (and 130 for a KeyboardInterrupt
+    # it caught itself) instead of exiting: honour it.
+    if _SIGNAL["received"] is not None or code == 130:
+        _interrupted()
+    if type(code) is int and code:
+        sys.exit(code)

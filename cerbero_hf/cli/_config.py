@@ -57,12 +57,25 @@ def _default_text(default: Any) -> Any:
     return default
 
 
+OVERWRITE_HELP = ("Write into an output folder that holds files cerbero-hf did not write (they are kept; the "
+                  "stage's own files are replaced). Without it such a folder is refused.")
+
+
+def overwrite_switch() -> inspect.Parameter:
+    """``--overwrite``: the one switch every command that writes a folder has (see :mod:`cerbero_hf.outputs`)."""
+    return inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, default=False,
+                             annotation=Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)])
+
+
 def config_command(app, name: str, *configs: type, arguments: list[tuple] = (), extra: list[inspect.Parameter] = (),
-                   help: str | None = None):
+                   help: str | None = None, writes_folder: bool = False):
     """Register ``body(*configs, **arguments_and_extras)`` as command ``name`` with flags from ``configs``.
 
-    ``arguments``: ``(name, help)`` or ``(name, help, type, default)`` positional arguments.
+    ``arguments``: ``(name, help)``, ``(name, help, type, default)`` or ``(name, help, type, default, metavar)``
+    positional arguments; ``--help`` shows each as its metavar (default: the name in upper case).
     ``extra``: additional ``inspect.Parameter`` objects (mode switches that are not stage settings).
+    ``writes_folder``: the command writes an output folder: add ``--overwrite`` (passed to the body as
+    ``overwrite=``), declared once here for every such command rather than as a setting of each config.
     """
     specs = cli_fields(*configs)
 
@@ -72,8 +85,9 @@ def config_command(app, name: str, *configs: type, arguments: list[tuple] = (), 
             arg_name, arg_help = arg[0], arg[1]
             arg_type = arg[2] if len(arg) > 2 else str
             default = arg[3] if len(arg) > 3 else inspect.Parameter.empty
+            metavar = arg[4] if len(arg) > 4 else arg_name.upper()
             params.append(inspect.Parameter(arg_name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
-                                            annotation=Annotated[arg_type, typer.Argument(help=arg_help, metavar=arg_name.upper(),
+                                            annotation=Annotated[arg_type, typer.Argument(help=arg_help, metavar=metavar,
                                                                                           show_default=False)]))
         for spec in specs:
             tp, _ = _option_type(spec["type"])
@@ -89,6 +103,8 @@ def config_command(app, name: str, *configs: type, arguments: list[tuple] = (), 
                 annotation=Annotated[tp, typer.Option(*names, help=spec["help"] + choices,
                                                       show_default=opt_default not in (None, ""))]))
         params.extend(extra)
+        if writes_folder:
+            params.append(overwrite_switch())
 
         def command(**kwargs):
             built = []

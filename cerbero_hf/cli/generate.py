@@ -24,11 +24,24 @@ def _with_flags(err):
     return InputError(message, file=err.file, row=err.row, column=column)
 
 
+def _resume_hint(config: GenerateConfig, output: str) -> str:
+    """The end of the one line printed when a signal stops ``generate``: what the replay cache kept."""
+    from pathlib import Path
+
+    from cerbero_hf.stages.generate.cache import count_entries
+    from cerbero_hf.stages.generate.corpus import default_cache_path
+
+    if not config.resume:
+        return "--no-resume was given, so no request was kept: a re-run starts over."
+    cache = Path(config.cache) if config.cache else default_cache_path(output)
+    return f"{count_entries(cache)} finished requests are kept in {cache}; re-run the same command to resume."
+
+
 def register(app) -> None:
     @config_command(app, "generate", GenerateConfig, arguments=[
         ("seeds", "Seed conversations: a folder/file/Hub id (output of `seeds`)."),
-        ("output", "Output folder (Hub layout: data/, rejected/, README.md).")])
-    def generate(config: GenerateConfig, seeds: str, output: str) -> None:
+        ("output", "Output folder (Hub layout: data/, rejected/, README.md).")], writes_folder=True)
+    def generate(config: GenerateConfig, seeds: str, output: str, overwrite: bool = False) -> None:
         """Extend seed conversations with a generator playing both roles; reject near-duplicates (paper §3.3)."""
         import shlex
         import sys
@@ -72,12 +85,18 @@ def register(app) -> None:
 
         command = "cerbero-hf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
         ctx = Context(output=Path(output), inputs={"seeds": SeedsResult(seeds=seeds)}, language=config.language,
-                      seed=config.seed, on_event=on_event, command=command)
+                      seed=config.seed, on_event=on_event, command=command, overwrite=overwrite)
+        result = None
         try:
             result = run_generate(config, ctx)
         except InputError as err:
             raise _with_flags(err) from None
+        except KeyboardInterrupt:  # SIGINT / SIGTERM (cerbero_hf.cli.main): say what a re-run will resume
+            from cerbero_hf.cli import Interrupted
+
+            raise Interrupted(_resume_hint(config, output)) from None
         finally:
             if task:  # stopping a bar that never started would print a stray newline
+                progress.live.transient = result is None  # a failed or stopped run: only its one line stays
                 progress.stop()
         Console().print(counts_table(f"generate → {output}", result.counts()))

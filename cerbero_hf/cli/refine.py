@@ -31,8 +31,8 @@ def register(app) -> None:
     @config_command(app, "refine", RefineConfig, arguments=[
         ("input", "Corpus: parquet/jsonl/json/csv/arrow file, a folder (Hub layout or save_to_disk), or a Hub "
                   "dataset id. Rows in `messages` form or one Fauno transcript column."),
-        ("output", "Output folder (Hub layout: configs default and rejected).")])
-    def refine(config: RefineConfig, input: str, output: str) -> None:
+        ("output", "Output folder (Hub layout: configs default and rejected).")], writes_folder=True)
+    def refine(config: RefineConfig, input: str, output: str, overwrite: bool = False) -> None:
         """Refine a Fauno-style corpus (paper §3.1): removed rows go to the `rejected` config with a reason."""
         import dataclasses
         import time
@@ -69,8 +69,10 @@ def register(app) -> None:
                 status(f"Writing {output} ...")
 
         try:
-            result = run_refine(config, Context(output=Path(output), on_event=on_event))
+            result = run_refine(config, Context(output=Path(output), on_event=on_event, overwrite=overwrite))
         finally:
             status(None)
         Console().print(report_table(result, live["seconds"], config.lang_action))
-        Console().print(f"Wrote {output}: load_dataset('{output}') and load_dataset('{output}', 'rejected').")
+        from cerbero_hf.io import wrote_line
+
+        Console().print(wrote_line(output))  # the load_dataset calls that work (an empty config cannot load)

@@ -6,27 +6,40 @@ from typing import Annotated, Optional
 
 import typer
 
+from cerbero_hf.cli._config import OVERWRITE_HELP
+
 ORDER = 80
 
 
-def print_manifest(manifest, console=None) -> None:
-    """The closing table: every stage with its status, seconds, counts and output paths."""
+def print_manifest(manifest, console=None, statuses: dict | None = None) -> None:
+    """The closing table, 80 columns wide: per stage its status this run, its time and one short line of counts.
+
+    ``statuses``: what each stage did in this run (``done``, ``cached``, ``skipped``; from
+    :class:`~cerbero_hf.cli._console.StageConsole`); a cached stage shows ``cached``, not the time of the run that
+    made it. Output paths, full counts and configs are in ``manifest.json`` and in each output folder's card.
+    """
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
+    from cerbero_hf.cli._console import short_counts
     from cerbero_hf.recipe import STAGES
 
-    table = Table(title=f"cerbero-hf run -> {manifest.path.parent}")
-    for col in ("stage", "status", "seconds", "counts", "outputs"):
-        table.add_column(col, overflow="fold")
+    recipe = manifest.data.get("recipe") or {}
+    table = Table(title="cerbero-hf run", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, expand=True)
+    table.add_column("stage", no_wrap=True, min_width=8)
+    table.add_column("status", no_wrap=True, min_width=7)
+    table.add_column("time", justify="right", no_wrap=True, min_width=7)
+    table.add_column("counts", no_wrap=True, overflow="ellipsis", ratio=1)
     for stage in STAGES:
-        entry = manifest.data["stages"].get(stage)
-        if not entry:
-            table.add_row(stage, "skipped", "", "", "")
+        entry = manifest.data["stages"].get(stage) or {}
+        enabled = (recipe.get(stage) or {}).get("enabled", True)
+        status = (statuses or {}).get(stage) or (entry.get("status") if entry and enabled else "skipped")
+        if status == "skipped" or not entry:
+            table.add_row(stage, "skipped" if status == "skipped" else status, "", "")
             continue
-        counts = ", ".join(f"{k}={v}" for k, v in (entry.get("counts") or {}).items())
-        outputs = "\n".join(str(v) for v in (entry.get("outputs") or {}).values())
-        table.add_row(stage, entry.get("status", ""), f"{entry.get('seconds', 0):.1f}", counts, outputs)
+        seconds = f"{entry.get('seconds', 0):.1f} s" if status == "done" else ""
+        table.add_row(stage, status, seconds, short_counts(entry.get("counts")))
     (console or Console()).print(table)
 
 
@@ -38,10 +51,14 @@ def register(app) -> None:
         set_: Annotated[Optional[list[str]], typer.Option(
             "--set", help="Override a value: section.key=value (repeatable).")] = None,
         force: Annotated[bool, typer.Option("--force", help="Re-run stages already done with the same config.")] = False,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+        verbose: Annotated[bool, typer.Option("--verbose", help="Show the libraries' own progress bars, logs and "
+                                                                "warnings (hidden by default).")] = False,
     ) -> None:
         """Run the recipe: seeds, generate, refine, score, filter, train, evaluate, publish (each skippable, resumable)."""
         from rich.console import Console
 
+        from cerbero_hf.cli._console import StageConsole, calm_libraries
         from cerbero_hf.errors import InputError
         from cerbero_hf.recipe import STAGES, load_recipe, run_recipe
 
@@ -49,15 +66,9 @@ def register(app) -> None:
         bad = [s for s in stages or [] if s not in STAGES]
         if bad:
             raise InputError(f"unknown stage {bad[0]!r} in --only; expected {', '.join(STAGES)}", column="--only")
-        console = Console(stderr=True)
         loaded = load_recipe(recipe, set_)
-
-        def on_stage(stage, status, result):
-            if status == "running":
-                return
-            console.print(f"[bold]{stage}[/bold]: {status}" + (f" {result.counts}" if result and result.counts else ""))
-
-        with console.status("Running recipe ..."):
-            manifest = run_recipe(loaded, only=stages, force=force, on_stage=on_stage)
-        print_manifest(manifest)
-        console.print(f"Manifest: {manifest.path}")
+        with calm_libraries(verbose), StageConsole(STAGES, Console(stderr=True)) as shown:
+            manifest = run_recipe(loaded, only=stages, force=force, on_stage=shown.on_stage, overwrite=overwrite,
+                                  on_event=shown.on_event)
+        print_manifest(manifest, statuses=shown.statuses)
+        Console(stderr=True).print(f"Manifest (outputs, full counts): {manifest.path}", soft_wrap=True, highlight=False)

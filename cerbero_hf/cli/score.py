@@ -44,19 +44,42 @@ def summary_table(title: str, summaries: dict[str, dict]):
     return table
 
 
-def plot_histograms(summaries: dict[str, dict], path: Path, threshold: float) -> Path:
-    """Density histograms of every corpus on one figure (Fig. 4 style), written with the Agg backend."""
-    import matplotlib
+BINS = 40
 
+
+def histogram_range(value_lists, threshold: float | None = None) -> tuple[float, float]:
+    """One histogram range for every corpus compared: from the lowest to the highest NLL of them all (the
+    threshold included), widened to whole half-units; ``None`` and NaN are left out."""
+    import math
+
+    values = [float(v) for vs in value_lists for v in vs if v is not None and not math.isnan(v)]
+    if threshold is not None:
+        values.append(float(threshold))
+    if not values:
+        return (0.0, 5.0)
+    lo, hi = math.floor(min(values) * 2) / 2, math.ceil(max(values) * 2) / 2
+    return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+
+
+def plot_histograms(summaries: dict[str, dict], path: Path, threshold: float) -> Path:
+    """Density histograms of every corpus on one figure (Fig. 4 style), written with the Agg backend: each
+    corpus as an outline over a light fill, so none hides another, and the threshold as a dashed line."""
+    from cerbero_hf.errors import require
+
+    matplotlib = require("matplotlib", "plot", "--plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, s in summaries.items():
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, s) in enumerate(summaries.items()):
         counts, edges = np.asarray(s["histogram"]["counts"], float), np.asarray(s["histogram"]["edges"])
         if counts.sum():
-            ax.stairs(counts / (counts.sum() * np.diff(edges)), edges, fill=True, alpha=0.35, label=name)
+            density, color = counts / (counts.sum() * np.diff(edges)), colors[i % len(colors)]
+            ax.stairs(density, edges, fill=True, alpha=0.12, color=color)
+            ax.stairs(density, edges, linewidth=1.6, color=color, label=name)
+            ax.set_xlim(edges[0], edges[-1])
     ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"NLL < {threshold:g}")
     ax.set_xlabel("MLM NLL (nats per token)")
     ax.set_ylabel("Density")
@@ -68,33 +91,45 @@ def plot_histograms(summaries: dict[str, dict], path: Path, threshold: float) ->
     return path
 
 
-def _compare(dirs: list[str], plot: Optional[Path], threshold: float, include_rejected: bool) -> None:
+def _compare(dirs: list[str], plot: Optional[Path], threshold: float, include_rejected: bool) -> dict:
+    """Print the corpora's NLL summaries (and draw them into ``plot``); returns the summaries, whose histograms
+    share one range fitted to the data (:func:`histogram_range`)."""
     from rich.console import Console
 
     from cerbero_hf.errors import InputError
-    from cerbero_hf.io import load_table
+    from cerbero_hf.io import load_config
     from cerbero_hf.stages.quality.summary import message_nlls, summarize
 
     if not dirs:
         raise InputError("--compare needs at least one scored folder")
-    summaries = {}
+    if plot is not None:
+        from cerbero_hf.errors import require
+
+        require("matplotlib", "plot", "--plot")  # before the scoring work, not after it
+    collected = {}
     for d in dirs:
-        values = message_nlls(load_table(d))
+        kept = load_config(d)  # a config with no rows (nothing kept) reads as empty, not as an error
+        values, rows = message_nlls(kept), len(kept)
         if include_rejected:
             try:
-                values += message_nlls(load_table(d, config="rejected"))
+                rejected = load_config(d, "rejected")
+                values, rows = values + message_nlls(rejected), rows + len(rejected)
             except InputError:
-                pass  # an empty or missing rejected config adds nothing
-        if not values:
+                pass  # a missing rejected config adds nothing
+        if rows and not values:  # rows without scores; an empty folder is a row of zeros below
             raise InputError("no per-message NLL in meta: score it first with `cerbero-hf score`", file=d)
         name = Path(d).name or d
-        while name in summaries:
+        while name in collected:
             name += "'"
-        summaries[name] = summarize(values, threshold=threshold)
+        collected[name] = values
+    shared = histogram_range(collected.values(), threshold)  # one range that fits every corpus's values
+    summaries = {name: summarize(values, threshold=threshold, bins=BINS, range_=shared)
+                 for name, values in collected.items()}
     Console().print(summary_table("MLM NLL by corpus", summaries))
     if plot is not None:
         plot_histograms(summaries, plot, threshold)
         Console().print(f"Wrote {plot}")
+    return summaries
 
 
 def _switch(name: str, annotation, default):
@@ -114,21 +149,27 @@ MODE_SWITCHES = [
 
 def register(app) -> None:
     @config_command(app, "score", ScoreConfig, FilterConfig, arguments=[
-        ("paths", "INPUT OUTPUT (a corpus in `messages` form and the output folder), or with --compare: the "
-                  "scored folders to compare.", Optional[list[str]], None)], extra=MODE_SWITCHES)
+        ("paths", "INPUT OUTPUT: a corpus in `messages` form and the output folder; with --compare, FOLDER...: "
+                  "the scored folders to compare.", Optional[list[str]], None, "INPUT OUTPUT | FOLDER...")],
+        extra=MODE_SWITCHES, writes_folder=True)
     def score(score_config: ScoreConfig, filter_config: FilterConfig, paths: Optional[list[str]] = None,
-              compare: bool = False, plot: Optional[Path] = None, include_rejected: bool = False) -> None:
+              compare: bool = False, plot: Optional[Path] = None, include_rejected: bool = False,
+              overwrite: bool = False) -> None:
         """Score messages with a masked LM and keep those with NLL < 2 (paper §4), or compare corpora."""
         from cerbero_hf.errors import InputError
 
         paths = paths or []
         if compare:
-            return _compare(paths, plot, filter_config.max_nll, include_rejected)
+            _compare(paths, plot, filter_config.max_nll, include_rejected)
+            return
         if len(paths) != 2:
             raise InputError(f"expected INPUT OUTPUT (or --compare DIR...), got {len(paths)} path(s)")
         if plot is not None:
             raise InputError("--plot works with --compare")
-        _run(*paths, score_config, filter_config)
+        from cerbero_hf.outputs import prepare_output
+
+        with prepare_output(paths[1], [paths[0]], overwrite=overwrite):  # before anything is loaded or written
+            _run(*paths, score_config, filter_config)
 
 
 def _run(input: str, output: str, score_config: ScoreConfig, filter_config: FilterConfig) -> None:
@@ -158,4 +199,6 @@ def _run(input: str, output: str, score_config: ScoreConfig, filter_config: Filt
     Console().print(summary_table(f"cerbero-hf score: {counts['kept']} of {counts['rows']} conversations kept, "
                                   f"{counts['kept_messages']} of {counts['messages']} messages "
                                   f"({result['seconds']:.1f} s scoring)", summaries))
-    Console().print(f"Wrote {output}: load_dataset('{output}') and load_dataset('{output}', 'rejected').")
+    from cerbero_hf.io import wrote_line
+
+    Console().print(wrote_line(output))  # the load_dataset calls that work (an empty config cannot load)

@@ -14,8 +14,8 @@ ORDER = 10
 def register(app) -> None:
     @config_command(app, "seeds", SeedsConfig, arguments=[
         ("input", "OASST message table: a file, a folder or a Hub dataset id."),
-        ("output", "Output folder (Hub layout).")])
-    def seeds(config: SeedsConfig, input: str, output: str) -> None:
+        ("output", "Output folder (Hub layout).")], writes_folder=True)
+    def seeds(config: SeedsConfig, input: str, output: str, overwrite: bool = False) -> None:
         """Build seed conversations from the OASST trees of one language (every root-to-leaf path)."""
         import dataclasses
         from pathlib import Path
@@ -28,5 +28,5 @@ def register(app) -> None:
 
         config = dataclasses.replace(config, input=input)
         with Console(stderr=True).status(f"Building seeds from {input} ..."):
-            result = run_seeds(config, Context(output=Path(output)))
+            result = run_seeds(config, Context(output=Path(output), overwrite=overwrite))
         Console().print(counts_table(f"seeds -> {output}", result.counts()))

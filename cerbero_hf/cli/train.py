@@ -54,7 +54,9 @@ def _summary(res, cfg):
 
     table = Table(title="cerbero-hf train", show_header=False)
     rate = res.tokens / res.seconds if res.seconds else 0.0
-    rows = [("condition", cfg.condition), ("training rows", res.rows), ("steps", res.steps),
+    rows = [("condition", cfg.condition), ("training rows", res.rows),
+            ("rejected rows", f"{res.rejected} (reasons in cerbero_train.json)" if res.rejected else 0),
+            ("steps", res.steps),
             ("tokens (this run)", f"{res.tokens:,}"),
             ("train loss", f"{res.train_loss:.4f}" if res.train_loss else "–"),
             ("eval loss", f"{res.eval_loss:.4f}" if res.eval_loss is not None else "–"),

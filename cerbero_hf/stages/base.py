@@ -68,6 +68,8 @@ class Context:
         on_event: optional progress callback ``(event, stats)`` for a console.
         command: the command line that produced the output (for cards), when run from the CLI.
         configs: the configs of the stages it reads (name -> config), for cards that name their models.
+        overwrite: write into an output folder that holds files cerbero-hf did not write (``--overwrite``;
+            see :mod:`cerbero_hf.outputs`).
     """
 
     output: Path
@@ -77,6 +79,7 @@ class Context:
     on_event: Callable[[str, dict], None] | None = None
     command: str | None = None
     configs: dict[str, Any] = field(default_factory=dict)
+    overwrite: bool = False
 
     def input(self, name: str) -> Result:
         """The result of the earlier stage ``name``, or an input error saying which stage to enable."""

@@ -1,7 +1,7 @@
 """lm-evaluation-harness hooks for the cerbero_it tasks: the same data mapping and scores as
 ``cerbero-hf evaluate`` (cerbero_hf.stages.evaluate), so both harnesses agree on what is counted.
 
-``process_docs_<task>`` keep the rows whose label maps to a label word (binary protocol, METHOD.md D30)
+``process_docs_<task>`` keep the rows whose label maps to a label word (binary protocol, D30)
 and add ``label_word``; ``process_results_*`` score one generation; ``macro_f1`` / ``weighted_f1`` aggregate
 (gold, prediction) pairs over the task's labels. Settings (label maps, columns) come from the language's
 evaluation file, ``cerbero_hf/data/eval/tasks-it.yaml``.

@@ -1,4 +1,4 @@
-"""Build the training-mix dataset folder (Cerbero-7B §4; METHOD.md §6.1, D28) ready for ``cerbero-hf publish``.
+"""Build the training-mix dataset folder (Cerbero-7B §4, D28) ready for ``cerbero-hf publish``.
 
 The ``full`` condition concatenates the NLL-filtered refined (Fauno) and generated corpora and shuffles them
 with a recorded seed, exactly as ``cerbero-hf train`` does before fine-tuning

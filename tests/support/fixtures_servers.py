@@ -2,7 +2,7 @@
 
 * ``transformers_serve`` (session): the real ``transformers serve`` (transformers[serving]) over the tiny
   chat model, on a free 127.0.0.1 port, started once per session from this venv with
-  ``HF_HUB_OFFLINE=1`` in the SERVER's environment only (STACK.md §3.6, §5.1), polled on ``/health``,
+  ``HF_HUB_OFFLINE=1`` in the SERVER's environment only (in ours it would block the client), polled on ``/health``,
   killed at session end. Yields an object with ``.url`` and ``.model``: pass ``model=<.model>`` to
   ``chat_completion`` (the server is pinned to that path and rejects ``"dummy"``).
 * ``tgi_server`` (session): the in-process TGI-protocol test server of ``tests/support/tgi_server.py`` over the

@@ -1,4 +1,4 @@
-"""A small Hugging Face Hub emulator for tests (stdlib only, in-memory, STACK.md §6.2–6.3).
+"""A small Hugging Face Hub emulator for tests (stdlib only, in-memory).
 
 It answers the request shapes that huggingface_hub 2.4, datasets 5.2, transformers 5 and evaluate 0.4.6
 send, for models, datasets and Spaces: repo create (200/409), repo info (with and without a revision),

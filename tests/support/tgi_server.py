@@ -1,4 +1,4 @@
-"""A TGI-protocol test server over a real tiny transformers model, with injectable faults (STACK.md §5.5).
+"""A TGI-protocol test server over a real tiny transformers model, with injectable faults.
 
 Routes: ``GET /health``, ``GET /info``, ``GET /v1/models``, ``POST /`` (list answer, what
 ``AsyncInferenceClient.text_generation`` sends), ``POST /generate`` (object answer) and
@@ -165,7 +165,9 @@ def _handler(server: TGIServer):
             if params.get("details"):
                 out["details"] = {"finish_reason": g["finish_reason"], "generated_tokens": g["tokens_out"],
                                   "seed": params.get("seed"), "prefill": [], "tokens": []}
-            return self._send(200, [out] if self.path == "/" else out)
+            # like TGI's router (server.rs generate_internal): token counts in headers, prefill only on request
+            tokens = {"x-prompt-tokens": str(g["tokens_in"]), "x-generated-tokens": str(g["tokens_out"])}
+            return self._send(200, [out] if self.path == "/" else out, tokens)
 
         def _chat(self, body: dict, fault: str):
             if fault == "empty":

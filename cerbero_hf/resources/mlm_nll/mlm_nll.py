@@ -1,16 +1,16 @@
 """MLM NLL: the Cerbero-7B quality metric, a masked-LM pseudo-log-likelihood per text (evaluate module).
 
-Each text is tokenised; every non-special token is masked in turn and the masked LM's negative log-probability
-of the true token is averaged over the tokens (natural log). Texts longer than the model window are scored with
-sliding windows (stride half a window) so every token is scored exactly once. The scoring itself is the
-``cerbero_hf.stages.quality.pll.PLLScorer`` of the cerbero-hf library (listed in requirements.txt).
+Each text is tokenised; every token (``[UNK]`` included) is masked in turn and the masked LM's negative
+log-probability of the true token is averaged over the tokens (natural log). Texts longer than the model window are scored with
+sliding windows (stride half a window) so every token is scored exactly once. The scoring is ``pll_core.py``
+in this folder (torch and transformers only; ``evaluate.load`` copies it with this script); the cerbero-hf
+library's ``PLLScorer`` runs the same file, so the metric needs no cerbero-hf install.
 """
 
 import datasets
 import evaluate
 
-from cerbero_hf.stages.quality.pll import PLLScorer
-from cerbero_hf.stages.quality.summary import summarize
+from .pll_core import PLLCore, summarize
 
 _DESCRIPTION = """\
 MLM NLL scores how well formed a text is with a masked language model: each token is masked in turn and the
@@ -21,7 +21,8 @@ an Italian BERT.
 
 _KWARGS_DESCRIPTION = """\
 Args:
-    predictions (list of str): the texts to score (each must contain at least one non-special token).
+    predictions (list of str): the texts to score (each must contain at least one token to score, [UNK]
+        included, else ValueError).
     model_id (str): a masked LM, Hub id or local folder. Default: dbmdz/bert-base-italian-xxl-cased.
     variant (str): "pll" (plain PLL, the paper's) or "word_l2r" (Kauf & Ivanova 2023). Default "pll".
     max_nll (float): threshold for `share_under` (strict <). Default 2.0.
@@ -76,7 +77,7 @@ class MlmNll(evaluate.Metric):
                  device=None):
         key = (str(model_id), variant, batch_tokens, device)
         if getattr(self, "_scorer_key", None) != key:  # reuse the loaded model across compute calls
-            self._scorer = PLLScorer(model_id, variant=variant, batch_tokens=batch_tokens, device=device)
+            self._scorer = PLLCore(model_id, variant=variant, batch_tokens=batch_tokens, device=device)
             self._scorer_key = key
         scores = self._scorer.score(list(predictions))
         nll = [s.nll for s in scores]

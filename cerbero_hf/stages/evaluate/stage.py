@@ -16,6 +16,7 @@ from typing import Callable
 
 from cerbero_hf.config import Config, setting
 from cerbero_hf.errors import InputError
+from cerbero_hf.outputs import result_paths, writes_output
 from cerbero_hf.stages.base import Context, Result, Stage, output
 from cerbero_hf.stages.evaluate.prompts import FORMATS
 from cerbero_hf.stages.evaluate.tasks import TASKS
@@ -142,7 +143,7 @@ def evaluate_model(config: EvaluateConfig, model: str, results_path: str | Path,
     """
     from cerbero_hf.stages.evaluate.prompts import prompt_format
     from cerbero_hf.stages.evaluate.runner import card_scores, evaluate_tasks
-    from cerbero_hf.stages.evaluate.tasks import evaluation_settings, task_configs
+    from cerbero_hf.stages.evaluate.tasks import evaluation_settings, load_examples, task_configs
 
     settings = evaluation_settings(config.language, config.task_config)
     tasks = task_configs(config.tasks, settings, data_dir=config.data_dir,
@@ -156,6 +157,9 @@ def evaluate_model(config: EvaluateConfig, model: str, results_path: str | Path,
     if update_card and card_file is None:
         raise InputError("--update-card needs a model card: pass --card README.md (or a folder holding one)",
                          file=str(card) if card else None)
+    for task in tasks:  # read every task file first: a broken one fails before a model is loaded
+        for split in dict.fromkeys((task.eval_split, task.shot_split)):
+            load_examples(task, split)
     doc = evaluate_tasks(tasks, make_generator(config, model), fmt, seed=config.seed, limit=config.limit,
                          stop=stop_strings(config.stop), settings=settings, language=config.language,
                          keep_predictions=config.predictions, progress=progress, on_task=on_task)
@@ -173,6 +177,7 @@ def evaluate_model(config: EvaluateConfig, model: str, results_path: str | Path,
                           metrics={t: b["headline"] for t, b in blocks.items()}, results=str(path))
 
 
+@writes_output(lambda config, ctx: result_paths(ctx, ("train", "merged"), ("train", "model")))
 def run_evaluate(config: EvaluateConfig, ctx: Context) -> EvaluateResult:
     """Evaluate the ``train`` stage's model (merged when LoRA was merged); write ``ctx.output/results.json``.
 

@@ -8,7 +8,10 @@ with ``data_dir``, from ``<data_dir>/<task>/`` (train/test files or a Hub-layout
 
 Every example becomes an :class:`Example` with ``input`` (the user turn), ``target`` (the answer a
 shot shows) and ``golds`` (what the prediction is scored against). Classification rows whose label is
-not in ``label_map`` (e.g. neutral tweets under the binary protocol) are skipped and counted.
+not in ``label_map`` (e.g. neutral tweets under the binary protocol) are skipped and counted. A value of
+the wrong type (a list where the text belongs, answers given as one string, a list as a label) is an
+:class:`InputError` naming the split's file, the row and the column: a benchmark is never scored on data
+converted to text behind the user's back.
 """
 
 from __future__ import annotations
@@ -136,30 +139,81 @@ def _label_key(row: dict, column) -> str:
     return str(row[column])
 
 
+def split_file(dataset: str, split: str) -> str:
+    """The one file of ``split`` in a local task folder (``test.jsonl``, ``data/test-*.parquet``, ...), so that
+    errors name it; ``dataset`` itself when it is not a folder or the split spans several files."""
+    from cerbero_hf.io import FILE_FORMATS
+
+    folder = Path(dataset)
+    if not folder.is_dir():
+        return dataset
+    found = [p for p in sorted(folder.rglob("*")) if p.suffix.lower() in FILE_FORMATS and p.is_file()
+             and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+             and (p.stem == split or p.stem.startswith((f"{split}-", f"{split}_"))
+                  or split in p.relative_to(folder).parts[:-1])]
+    return str(found[0]) if len(found) == 1 else dataset
+
+
+def _check_value(task: TaskConfig, file: str, i: int, column: str, value, expected: str) -> None:
+    """Raise InputError when ``value`` is not of the ``expected`` kind: ``string``, or ``label`` (a string, a
+    number or null; a null label is unmapped, so its row is skipped and counted)."""
+    from cerbero_hf.io import value_kind
+
+    if expected == "string" and not isinstance(value, str):
+        raise InputError(f"task {task.name}: {column} is {value_kind(value) or 'null'}, expected a string",
+                         file=file, row=i, column=column)
+    if expected == "label" and value is not None and not isinstance(value, (str, int, float)):
+        raise InputError(f"task {task.name}: {column} is {value_kind(value) or 'null'}, expected a string or a "
+                         f"number", file=file, row=i, column=column)
+
+
+def _gold_texts(task: TaskConfig, file: str, i: int, column: str, answers) -> tuple[str, ...]:
+    """SQuAD answers (``{"text": [...], ...}`` or a list of strings) -> the non-empty gold strings."""
+    from cerbero_hf.io import value_kind
+
+    texts, where = (answers.get("text"), f"{column}.text") if isinstance(answers, dict) else (answers, column)
+    if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+        kind = value_kind(texts) if not isinstance(texts, (list, tuple)) else "a list holding " + next(
+            value_kind(t) or "null" for t in texts if not isinstance(t, str))
+        raise InputError(f"task {task.name}: {where} is {kind}, expected a list of strings", file=file, row=i,
+                         column=column)
+    return tuple(t for t in texts if t.strip())
+
+
 def load_examples(task: TaskConfig, split: str) -> tuple[list[Example], int]:
-    """Read one split of a task. Returns (examples, number of rows skipped for an unmapped label)."""
+    """Read one split of a task. Returns (examples, number of rows skipped for an unmapped label).
+
+    Raises :class:`InputError` (file, row, column) for unreadable files, missing columns, values of the
+    wrong type and SQuAD rows without a gold answer.
+    """
     from cerbero_hf.io import load_table
 
     ds = load_table(task.dataset, config=task.config, split=split)
+    file = split_file(task.dataset, split)
     cols = task.columns
     needed = [c for key, c in cols.items() if key != "id"]
     needed = [x for c in needed for x in (c if isinstance(c, (list, tuple)) else [c])]
     missing = [c for c in needed if c not in ds.column_names]
     if missing:
         raise InputError(f"task {task.name}: missing column(s) {', '.join(missing)} in split {split!r}",
-                         file=task.dataset, column=missing[0])
+                         file=file, column=missing[0])
     examples, skipped = [], 0
     for i, row in enumerate(ds):
+        if cols.get("id") in row:
+            _check_value(task, file, i, cols["id"], row[cols["id"]], "label")
         ident = str(row[cols["id"]]) if cols.get("id") in row else f"{task.name}-{split}-{i}"
         if task.kind == "squad":
-            answers = row[cols["answers"]]
-            texts = answers["text"] if isinstance(answers, dict) else answers
-            texts = tuple(t for t in texts if str(t).strip())
+            for key in ("context", "question"):
+                _check_value(task, file, i, cols[key], row[cols[key]], "string")
+            texts = _gold_texts(task, file, i, cols["answers"], row[cols["answers"]])
             if not texts:
-                raise InputError(f"task {task.name}: no gold answer", file=task.dataset, row=i, column=cols["answers"])
+                raise InputError(f"task {task.name}: no gold answer", file=file, row=i, column=cols["answers"])
             text = f"{row[cols['context']]}\n{row[cols['question']]}"
             examples.append(Example(ident, text, texts[0], texts))
         else:
+            _check_value(task, file, i, cols["text"], row[cols["text"]], "string")
+            for column in cols["label"] if isinstance(cols["label"], (list, tuple)) else [cols["label"]]:
+                _check_value(task, file, i, column, row[column], "label")
             key = _label_key(row, cols["label"])
             word = task.label_map.get(key, key if key in task.labels else None)
             if word is None:
@@ -167,5 +221,5 @@ def load_examples(task: TaskConfig, split: str) -> tuple[list[Example], int]:
                 continue
             if word not in task.labels:
                 raise InputError(f"task {task.name}: label_map gives {word!r}, not one of {task.labels}")
-            examples.append(Example(ident, str(row[cols["text"]]), word, (word,)))
+            examples.append(Example(ident, row[cols["text"]], word, (word,)))
     return examples, skipped

@@ -78,6 +78,19 @@ class AsyncBatcher:
             if not fut.done():
                 fut.set_result(result)
 
+    def close(self) -> None:
+        """Cancel a worker left running (the caller was interrupted) and let it end on its own loop.
+
+        Without this, an abandoned loop still holds the pending worker, and Python reports "Task was
+        destroyed but it is pending" when the process exits.
+        """
+        worker, loop, self._worker = self._worker, self._loop, None
+        if worker is None or worker.done():
+            return
+        worker.cancel()
+        if loop is not None and not loop.is_closed() and not loop.is_running():
+            loop.run_until_complete(asyncio.gather(worker, return_exceptions=True))
+
     def __getstate__(self) -> dict:
         return {"fn": self.fn, "max_batch": self.max_batch, "key": self.key}
 

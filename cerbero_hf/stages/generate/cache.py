@@ -83,3 +83,16 @@ class RequestCache:
 
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+
+
+def count_entries(path: str | Path) -> int:
+    """Finished requests in the replay cache at ``path`` (0 when there is none yet)."""
+    if not Path(path).exists():
+        return 0
+    db = sqlite3.connect(str(path))
+    try:
+        return db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+    except sqlite3.OperationalError:  # created, but the table not yet
+        return 0
+    finally:
+        db.close()

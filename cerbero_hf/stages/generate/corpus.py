@@ -9,6 +9,10 @@ The work behind the ``generate`` stage (:func:`cerbero_hf.stages.generate.stage.
   planned conversations;
 * ``README.md``: a dataset card with the run's parameters and counts (never an API key).
 
+Fail fast: when the first requests (3, or every planned conversation when fewer) all fail the same
+non-transient way, the run stops with an input error instead of writing a corpus of failed rows (see
+:class:`~cerbero_hf.stages.generate.selfchat.SelfChat`).
+
 Resume: the request cache lives beside the output (``<out>.cache.sqlite`` by default); re-running
 with the same arguments replays finished requests and writes every conversation exactly once.
 """
@@ -51,6 +55,12 @@ def plan_conversations(seeds, max_conversations: int | None = None, seed: int = 
     return picked.map(rename, with_indices=True, keep_in_memory=True, load_from_cache_file=False)
 
 
+def default_cache_path(out_dir: str | Path) -> Path:
+    """The replay cache beside the output folder: ``<out_dir>.cache.sqlite``."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / (out_dir.name + ".cache.sqlite")
+
+
 def seed_messages(seeds) -> list[str]:
     """Every distinct message text of the seed conversations (the diversity store starts with them)."""
     return list(dict.fromkeys(m["content"] for row in seeds["messages"] for m in row))
@@ -58,7 +68,8 @@ def seed_messages(seeds) -> list[str]:
 
 def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int | None = None, seed: int = 42,
                     threshold: float = 0.9, cache_path: str | Path | None = "auto", language: str = "it",
-                    on_event=None, map_progress: bool = True, command: str | None = None, **selfchat_kwargs) -> dict:
+                    on_event=None, map_progress: bool = True, command: str | None = None, fail_fast: int = 3,
+                    **selfchat_kwargs) -> dict:
     """Grow ``seeds`` with SelfChat and write the corpus folder ``out_dir``; returns the run summary.
 
     Args:
@@ -73,6 +84,8 @@ def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int
             {"conversations": n})`` once, then SelfChat's events (``conversations`` per finished row) with
             its running counts, ``request_retries`` included.
         command: the command line to print in the card's "reproduce" section.
+        fail_fast: stop when the first ``min(fail_fast, conversations)`` requests all fail the same
+            non-transient way (0: never).
         **selfchat_kwargs: the other :class:`SelfChat` settings.
     """
     import asyncio
@@ -85,32 +98,30 @@ def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int
 
     out_dir = Path(out_dir)
     if cache_path == "auto":
-        cache_path = out_dir.parent / (out_dir.name + ".cache.sqlite")
+        cache_path = default_cache_path(out_dir)
     cache = RequestCache(cache_path) if cache_path else None
     plan = plan_conversations(seeds, max_conversations, seed)
     chat = SelfChat(backend, embedder, language=language, seed_texts=seed_messages(seeds), threshold=threshold,
-                    seed=seed, cache=cache, **selfchat_kwargs)
+                    seed=seed, cache=cache, fail_fast=min(fail_fast, len(plan)), **selfchat_kwargs)
     if on_event is not None:
         on_event("planned", {"conversations": len(plan)})
-
-        def forward(event, stats):
-            stats["request_retries"] = backend.stats.get("retries", 0)
-            on_event(event, stats)
-
-        chat.on_event = forward
+        chat.on_event = on_event
     chat.prepare()
     try:
         done = plan.map(chat, features=features(), keep_in_memory=True, load_from_cache_file=False,
                         desc="self-chat" if map_progress else None)
     finally:
+        chat.close()  # after an interruption: no batch worker left pending on the map's loop
         try:
             asyncio.run(backend.aclose())
         except RuntimeError:
             pass
     kept, failed = [], []
     rows = list(done)
-    # annotate every message with the language check of the refine stage (flag only, nothing removed).
-    foreign = LanguageCheck(chat.pack, action="flag").verdicts([r["messages"] for r in rows])
+    # annotate every message with the language check of the refine stage (flag only, nothing removed); a
+    # message over max_chars (only in a rejected seed conversation) is not checked: it would cost minutes.
+    foreign = LanguageCheck(chat.pack, action="flag").verdicts(
+        [[m if len(m["content"]) <= chat.max_chars else {**m, "content": ""} for m in r["messages"]] for r in rows])
     for row, flags in zip(rows, foreign):
         row["meta"] = update_meta(row, foreign_language=flags)
         meta = get_meta(row)
@@ -124,8 +135,9 @@ def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int
         "failed": len(failed), "accepted_messages": stats.get("accepted", 0),
         "rejected_messages": stats.get("rejected", 0),
         **{f"rejected_{reason}": stats.get(f"rejected_{reason}", 0) for reason in REJECT_REASONS},
+        "seeds_too_long": stats.get("seeds_too_long", 0),
         "requests_sent": stats.get("requests_sent", 0), "requests_replayed": stats.get("requests_replayed", 0),
-        "request_retries": backend.stats.get("retries", 0), "failed_requests": stats.get("request_failures", 0),
+        "request_retries": stats.get("request_retries", 0), "failed_requests": stats.get("request_failures", 0),
         "tokens_in": stats.get("tokens_in", 0), "tokens_out": stats.get("tokens_out", 0),
         "store_size": len(chat.store),
     }

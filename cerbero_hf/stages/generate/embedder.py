@@ -50,6 +50,11 @@ class Embedder:
                 _MODELS[key] = SentenceTransformer(self.model_id, device=self.device)
             return _MODELS[key]
 
+    def load(self) -> "Embedder":
+        """Load the model now (it is otherwise loaded on first use); returns ``self``."""
+        self.model  # noqa: B018 - the property loads and caches it
+        return self
+
     @property
     def dim(self) -> int:
         """Embedding dimension of the model."""

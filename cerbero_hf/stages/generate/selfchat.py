@@ -17,7 +17,14 @@ Per row:
    add its vector to the store.
 4. After ``max_attempts`` rejections at one position, trim to the last assistant turn: ``short`` if
    ≥ 4 messages and ≥ 1 generated remain, else ``failed``. A request that fails after the backend's
-   ``request_attempts`` makes the row ``failed``. A failed row keeps its messages and its error.
+   ``request_attempts`` makes the row ``failed``. A failed row keeps its messages and its error (for an
+   endpoint, the server's own error text).
+
+Bounds: a seed conversation holding a message longer than ``max_chars`` is ``failed`` at once (nothing of it
+is sent, and its messages do not seed the diversity store). With ``fail_fast`` = N, when the first N requests
+sent all fail the same non-transient way (the same HTTP 4xx, or the same local error), the whole map stops
+with :class:`~cerbero_hf.stages.generate.backends.base.GeneratorRejected` (an input error): the generator's
+settings are wrong, and every further row would fail the same way.
 
 Input columns: ``id``, ``messages`` (and ``source``, ``meta``). Output columns: the same, in the corpus
 schema; ``meta`` gains lists parallel to ``messages`` (``origin`` seed/generated, ``attempts``,
@@ -36,52 +43,21 @@ from dataclasses import asdict
 
 from cerbero_hf.languages import load_language
 from cerbero_hf.schema import get_meta, make_row
-from cerbero_hf.stages.generate.backends.base import GenerationError, Request, Result, payload_hash
-from cerbero_hf.transcript import cerbero_format, render
+from cerbero_hf.stages.generate.backends.base import (
+    GenerationError,
+    Request,
+    Result,
+    payload_hash,
+)
+from cerbero_hf.stages.generate.messages import (  # noqa: F401  (re-exported: the public step helpers)
+    REJECT_REASONS,
+    build_request,
+    parse_message,
+    render_transcript,
+    watch_first_failures,
+)
 
 ROLES = ("user", "assistant")
-# why a candidate message is rejected: too similar to a stored one, or unusable text (parse_message)
-REJECT_REASONS = ("similar", "empty", "length", "too_long")
-
-
-def render_transcript(pack, messages: list[dict], next_role: str) -> str:
-    """``[|Umano|] …\\n[|Assistente|] …\\n`` for ``messages`` (the Cerbero format), then the tag of ``next_role``."""
-    fmt = cerbero_format(pack)
-    return render(messages, fmt) + (fmt.user_tag if next_role == "user" else fmt.assistant_tag)
-
-
-def build_request(pack, messages: list[dict], role: str, *, max_new_tokens: int = 512, temperature: float = 0.7,
-                  top_p: float = 0.9, seed: int | None = None) -> Request:
-    """The request for ``role``: system prompt + transcript (chat); the transcript alone (completion)."""
-    transcript = render_transcript(pack, messages, role)
-    template = pack.selfchat_system_user if role == "user" else pack.selfchat_system_assistant
-    system = template.format(user_tag=pack.user_tag, assistant_tag=pack.assistant_tag)
-    return Request(messages=[{"role": "system", "content": system}, {"role": "user", "content": transcript}],
-                   prompt=transcript, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                   stop=[pack.user_tag, pack.assistant_tag], seed=seed)
-
-
-def parse_message(pack, result: Result, role: str, *, max_chars: int = 8000,
-                  reject_truncated: bool = True) -> tuple[str | None, str | None]:
-    """Exactly one message out of the generator's text: ``(message, None)`` or ``(None, reason)``.
-
-    A leading tag of ``role`` is dropped, the text is cut at the first role tag, stripped. Reasons:
-    ``empty``, ``too_long`` (over ``max_chars``), ``length`` (cut by the token limit with no tag seen).
-    """
-    text = result.text or ""
-    stripped = text.lstrip()
-    own = pack.user_tag if role == "user" else pack.assistant_tag
-    if stripped.startswith(own):
-        stripped = stripped[len(own):]
-    cuts = [i for i in (stripped.find(t) for t in {pack.user_tag, pack.assistant_tag}) if i >= 0]
-    message = (stripped[:min(cuts)] if cuts else stripped).strip()
-    if not message:
-        return None, "empty"
-    if not cuts and reject_truncated and result.finish_reason == "length":
-        return None, "length"
-    if len(message) > max_chars:
-        return None, "too_long"
-    return message, None
 
 
 def _int_seed(*parts) -> int:
@@ -103,18 +79,21 @@ class SelfChat:
         lengths: target lengths drawn uniformly.
         max_attempts: candidates per position before the conversation ends (not HTTP attempts: those are
             the backend's ``request_attempts``).
-        max_chars: longest accepted message, in characters.
+        max_chars: longest message, in characters: a longer candidate is rejected (``too_long``), a seed
+            conversation holding a longer message is ``failed`` without a request.
         reject_truncated: reject a message cut by the token limit.
         temperature, top_p, max_new_tokens: sampling.
         seed: the global seed every row's draws and request seeds derive from.
         cache: a ``RequestCache`` or sqlite path for resume, or None.
+        fail_fast: stop the map when the first ``fail_fast`` requests sent all fail the same non-transient
+            way (0: never; see module docstring).
     """
 
     def __init__(self, backend, embedder, *, language="it", seed_texts=(), store=None, threshold: float = 0.9,
                  index: str = "exact", lengths=(4, 6, 8, 10), max_attempts: int = 5, max_chars: int = 8000,
                  reject_truncated: bool = True,
                  temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 512, seed: int = 42,
-                 cache=None, embed_batch: int = 64):
+                 cache=None, embed_batch: int = 64, fail_fast: int = 0):
         from cerbero_hf.stages.generate.cache import RequestCache
         from cerbero_hf.stages.generate.embedder import Embedder
 
@@ -123,7 +102,7 @@ class SelfChat:
         self.backend = backend
         self.embedder = Embedder(str(embedder)) if isinstance(embedder, (str, os.PathLike)) else embedder
         self.pack = load_language(language)
-        self.seed_texts = list(dict.fromkeys(seed_texts))
+        self.seed_texts = [t for t in dict.fromkeys(seed_texts) if len(t) <= max_chars]
         self.store = store
         self.threshold, self.lengths, self.max_attempts = threshold, tuple(lengths), max_attempts
         self.index = index
@@ -132,6 +111,7 @@ class SelfChat:
         self.seed = seed
         self.cache = cache if isinstance(cache, RequestCache) or cache is None else RequestCache(cache)
         self.embed_batch = embed_batch
+        self.fail_fast = fail_fast
         self._init_runtime()
 
     def _init_runtime(self) -> None:
@@ -141,9 +121,11 @@ class SelfChat:
         self._embed = AsyncBatcher(lambda texts: list(self.embedder.encode(texts)), max_batch=self.embed_batch)
         self.stats = Counter()
         self.on_event = None  # optional callback(event, stats) for progress displays; not pickled
+        self._first_failures: list | None = []  # the first requests' failures while all failed (None: disarmed)
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_ready", "_embed", "stats", "on_event")}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_ready", "_embed", "stats", "on_event", "_first_failures")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -172,10 +154,37 @@ class SelfChat:
                 self.store.add(self.cache.accepted_vectors(self.verdict_key, dim))
         self._ready = True
 
-    def _emit(self, event: str) -> None:
-        self.stats[event] += 1
+    def close(self) -> None:
+        """Stop the batch workers (embeddings, a local model's) an interrupted map left running. Idempotent."""
+        self._embed.close()
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
+
+    def _emit(self, event: str, n: int = 1) -> None:
+        self.stats[event] += n
         if self.on_event is not None:
             self.on_event(event, self.stats)
+
+    def _watch(self, err: GenerationError | None) -> None:
+        """Fail fast: raise :class:`GeneratorRejected` when the first ``fail_fast`` requests all failed alike."""
+        if self.fail_fast and self._first_failures is not None:  # raised once: rows in flight then fail alone
+            first, self._first_failures = self._first_failures, None
+            self._first_failures = watch_first_failures(first, err, self.fail_fast, self.backend)
+
+    async def _request(self, request: Request) -> Result:
+        """Send one request; count what went on the wire (every attempt), retries and failures."""
+        try:
+            result = await self.backend.generate(request)
+        except GenerationError as err:
+            self._emit("requests_sent", err.attempts)
+            self._emit("request_retries", err.attempts - 1)
+            self._watch(err)
+            raise
+        self._emit("requests_sent", result.attempts)
+        self._emit("request_retries", result.attempts - 1)
+        self._watch(None)
+        return result
 
     async def _candidate(self, rid: str, pos: int, attempt: int, request: Request, role: str):
         """One candidate: replayed or requested, parsed, judged. Returns (result, verdict, text, max_sim)."""
@@ -185,12 +194,11 @@ class SelfChat:
             result = Result(**cached["result"])
             self._emit("requests_replayed")
         else:
-            result = await self.backend.generate(request)
+            result = await self._request(request)
             if self.cache is not None:
                 self.cache.put_result(key, asdict(result))
             self.stats["tokens_in"] += result.tokens_in
             self.stats["tokens_out"] += result.tokens_out
-            self._emit("requests_sent")
         text, reason = parse_message(self.pack, result, role, max_chars=self.max_chars,
                                      reject_truncated=self.reject_truncated)
         if reason:
@@ -214,7 +222,14 @@ class SelfChat:
         info = {"origin": ["seed"] * len(conv), "attempts": [0] * len(conv), "rejected": [0] * len(conv),
                 "rejected_reasons": [{} for _ in conv], "max_sim": [None] * len(conv)}
         status, error, models, tokens = "complete", None, set(), [0, 0]
-        while len(conv) < target:
+        too_long = next(((i, len(m["content"])) for i, m in enumerate(seed_msgs)
+                         if len(m["content"]) > self.max_chars), None)
+        if too_long is not None:  # never sent, never embedded
+            status = "failed"
+            error = (f"seed message {too_long[0]} has {too_long[1]} characters, over the maximum of {self.max_chars} "
+                     "(max_chars): the conversation was not sent")
+            self._emit("seeds_too_long")
+        while status == "complete" and len(conv) < target:
             pos = len(conv)
             role = "user" if not conv or conv[-1]["role"] == "assistant" else "assistant"
             reasons, accepted = Counter(), False

@@ -11,16 +11,26 @@ The generator is an endpoint (``endpoint``: a server URL; ``model``: the name se
 endpoint, a local model (``model``: a path or Hub id run in this process). Two attempt counts are kept apart:
 ``max_attempts`` is candidates per message position (the diversity filter's retries), ``request_attempts``
 is HTTP attempts per request (the network's retries).
+
+Misconfiguration stops the run at once (exit 2, one line) instead of producing a corpus of failed rows: a
+missing embedder or local model folder; an endpoint where nothing answers a start-up probe (retried like a
+request); the first requests all failing the same non-transient way (a wrong model name, a missing key), with
+the server's own message. A seed conversation holding a message over ``max_chars`` characters is never sent:
+it goes to ``rejected`` with the reason.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from cerbero_hf.config import Config, from_dict, key_of, setting
 from cerbero_hf.errors import InputError
+from cerbero_hf.outputs import result_paths, writes_output
 from cerbero_hf.stages.base import Context, Result, Stage, output
 
 INDEXES = ("exact", "hnsw")  # the diversity store's searches: exact matrix products, or approximate FAISS HNSW
@@ -66,7 +76,9 @@ class GenerateConfig(Config):
     lengths: list[int] = setting(default_factory=lambda: [4, 6, 8, 10], item_ge=2,
                                  help="Target lengths, drawn uniformly (messages, seed included).")
     max_attempts: int = setting(5, ge=1, help="Candidates per message position before a conversation ends.")
-    max_chars: int = setting(8000, ge=1, help="Longest accepted message (characters).")
+    max_chars: int = setting(8000, ge=1, help="Longest message, in characters (default 8000): a longer generated "
+                                              "message is rejected (too_long); a seed conversation holding a longer "
+                                              "message is never sent and goes to `rejected` with the reason.")
     keep_truncated: bool = setting(False, help="Accept messages cut by the token limit.")
     # -- diversity filter -----------------------------------------------------------------------------
     embedder: str | None = setting(None, help="Sentence-transformers model (default: the language pack's).")
@@ -94,7 +106,7 @@ class GenerateConfig(Config):
             # never echo the value: it may be the key itself
             raise InputError(f"{key('api_key_env')} must be the NAME of an environment variable (e.g. HF_TOKEN), "
                              "not the key", column=key("api_key_env"))
-        if self.endpoint is not None and not re.match(r"https?://", self.endpoint):
+        if self.endpoint is not None and not _is_url(self.endpoint):
             raise InputError(f"{key('endpoint')} must be an http:// or https:// URL, got {self.endpoint!r}",
                              column=key("endpoint"))
         if self.backend == "endpoint" and not self.endpoint:
@@ -130,6 +142,21 @@ class GenerateConfig(Config):
         return config
 
 
+def _is_url(text: str) -> bool:
+    """An http(s) URL with a host and no spaces."""
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError:  # e.g. a bad port
+        return False
+    return parts.scheme in ("http", "https") and bool(host) and not re.search(r"\s", text)
+
+
+def _missing_folder(name: str) -> bool:
+    """True when ``name`` is written as a local path (``/``, ``.``, ``~``) and nothing is there (a Hub id is not)."""
+    return name.startswith(("/", ".", "~")) and not Path(os.path.expanduser(name)).exists()
+
+
 @dataclass
 class GenerateResult(Result):
     """Counts of one run (conversations, messages, requests, tokens) and the corpus folder."""
@@ -144,10 +171,11 @@ class GenerateResult(Result):
     rejected_empty: int = 0
     rejected_length: int = 0
     rejected_too_long: int = 0
-    requests_sent: int = 0
+    seeds_too_long: int = 0  # seed conversations holding a message over max_chars: never sent, in `rejected`
+    requests_sent: int = 0  # HTTP requests sent (local: generate calls), retries and failed ones included
     requests_replayed: int = 0  # answered from the replay cache
-    request_retries: int = 0
-    failed_requests: int = 0
+    request_retries: int = 0  # of requests_sent, the retries
+    failed_requests: int = 0  # requests that failed for good (each fails its conversation)
     tokens_in: int = 0
     tokens_out: int = 0
     store_size: int = 0  # vectors in the diversity store at the end (seed messages included)
@@ -166,6 +194,7 @@ def make_backend(config: GenerateConfig):
     return LocalBackend(config.model, config.mode, device=config.device, max_batch=min(config.concurrency, 32))
 
 
+@writes_output(lambda config, ctx: result_paths(ctx, ("seeds", "seeds")))
 def run_generate(config: GenerateConfig, ctx: Context) -> GenerateResult:
     """Grow the seeds of ``ctx.input("seeds")`` with self-chat and write the corpus folder ``ctx.output``.
 
@@ -179,7 +208,7 @@ def run_generate(config: GenerateConfig, ctx: Context) -> GenerateResult:
     from cerbero_hf.io import load_table
     from cerbero_hf.languages import load_language
     from cerbero_hf.schema import validate
-    from cerbero_hf.stages.generate.corpus import generate_corpus
+    from cerbero_hf.stages.generate.backends import GeneratorRejected
     from cerbero_hf.stages.generate.embedder import Embedder
 
     config.generator()
@@ -192,17 +221,53 @@ def run_generate(config: GenerateConfig, ctx: Context) -> GenerateResult:
     pack = load_language(config.language)
     datasets.disable_progress_bars()
     seeds = load_table(seeds_path)
-    validate(seeds, file=str(seeds_path))
+    validate(seeds, file=str(seeds_path), max_chars=None)  # over max_chars: a rejected conversation (SelfChat)
+    key = lambda name: key_of(config, name)  # noqa: E731
+    embedder_name = str(config.embedder or pack.embedder)
+    if _missing_folder(embedder_name):
+        raise InputError(f"{key('embedder')}: no such folder {embedder_name}", column=key("embedder"))
+    if config.generator() == "local" and _missing_folder(str(config.model)):
+        raise InputError(f"{key('model')}: no such folder {config.model}", column=key("model"))
     backend = make_backend(config)
-    embedder = Embedder(config.embedder or pack.embedder, device=config.device)
-    out = generate_corpus(
+    if config.generator() == "endpoint":
+        _probe(backend, key("endpoint"))
+    embedder = Embedder(embedder_name, device=config.device)
+    try:
+        embedder.load()  # a wrong name stops here, not after the first requests
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"{key('embedder')}: cannot load {embedder_name!r}: {first}", column=key("embedder")) from None
+    try:
+        out = _generate(config, ctx, seeds, backend, embedder)
+    except GeneratorRejected as err:
+        hint = ""
+        if config.generator() == "endpoint" and not config.model and config.mode == "chat":
+            hint = f" ({key('model')})"
+        raise InputError(f"{err}{hint}", column=key("endpoint")) from None
+    return GenerateResult(**out["summary"], generated=str(ctx.output))
+
+
+def _probe(backend, endpoint_key: str) -> None:
+    """Stop with one line when nothing answers at the endpoint (retried like a request)."""
+    from cerbero_hf.stages.generate.backends import GenerationError
+
+    try:
+        backend.probe()
+    except GenerationError as err:
+        raise InputError(f"nothing answers at {backend.url}: {err}; is the server running, and is {endpoint_key} "
+                         "right?", column=endpoint_key) from None
+
+
+def _generate(config: GenerateConfig, ctx: Context, seeds, backend, embedder) -> dict:
+    from cerbero_hf.stages.generate.corpus import generate_corpus
+
+    return generate_corpus(
         seeds, backend, embedder, ctx.output, max_conversations=config.max_conversations, seed=config.seed,
         threshold=config.threshold, cache_path=(config.cache or "auto") if config.resume else None,
         language=config.language, on_event=ctx.on_event, map_progress=False, command=ctx.command,
         lengths=tuple(config.lengths), max_attempts=config.max_attempts, max_chars=config.max_chars,
         reject_truncated=not config.keep_truncated, temperature=config.temperature, top_p=config.top_p,
         max_new_tokens=config.max_new_tokens, index=config.index)
-    return GenerateResult(**out["summary"], generated=str(ctx.output))
 
 
 STAGE = Stage("generate", GenerateConfig, run_generate, GenerateResult, inputs=("seeds",), folder="generated",

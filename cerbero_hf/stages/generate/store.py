@@ -83,7 +83,9 @@ class EmbeddingStore:
 
     # -- construction helpers -------------------------------------------------------------------
     def _new_hnsw(self):
-        import faiss
+        from cerbero_hf.errors import require
+
+        faiss = require("faiss", "faiss", "the hnsw index")
 
         m, ef_search, ef_construction = self.hnsw_params
         idx = faiss.IndexHNSWFlat(self.dim, m, faiss.METRIC_INNER_PRODUCT)

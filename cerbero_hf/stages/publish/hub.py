@@ -12,6 +12,10 @@ before pushing. Keys we own (``configs``, ``dataset_info``, ``size_categories``,
 Space keys ``sdk``/``app_file`` for a metric; ``model-index`` for a model) come from the local card; any
 other key a user set or edited on the Hub wins; ``tags`` are the union. The Markdown body is ours.
 
+Models: the training state (:mod:`~cerbero_hf.stages.publish.training_state`) is not uploaded unless
+``include_training_state=True``, and copies an earlier publish left on the Hub are deleted; a LoRA output is
+published as the adapter, with a one-line hint (stderr and ``UploadResult.notes``) to the merged model.
+
 The token comes from ``token=`` or huggingface_hub's usual lookup (``HF_TOKEN``, ``hf auth login``); it
 is never printed, logged or written anywhere. The endpoint is ``HF_ENDPOINT`` (read at import by
 huggingface_hub) unless ``endpoint=`` is given.
@@ -27,6 +31,7 @@ from pathlib import Path
 from cerbero_hf.cards import dataset_card  # noqa: F401 - re-exported: build a card, then publish
 from cerbero_hf.errors import InputError
 from cerbero_hf.retry import call_with_retries, is_transient  # noqa: F401 - is_transient re-exported
+from cerbero_hf.stages.publish.training_state import is_training_state, lora_hint
 
 SKIP_DIRS = {".git", ".cache", "__pycache__", ".ipynb_checkpoints", ".huggingface"}
 SKIP_SUFFIXES = (".pyc", ".lock", ".incomplete")
@@ -64,6 +69,7 @@ class UploadResult:
     commit: str | None
     files: list[FileStatus] = field(default_factory=list)
     attempts: int = 1
+    notes: list[str] = field(default_factory=list)  # one-line hints (e.g. a LoRA adapter was published)
 
     @property
     def uploaded(self) -> list[FileStatus]:
@@ -88,6 +94,12 @@ def local_files(folder: Path) -> dict[str, Path]:
         if path.is_file() and not SKIP_DIRS.intersection(rel.parts[:-1]) and not rel.name.endswith(SKIP_SUFFIXES):
             out[rel.as_posix()] = path
     return out
+
+
+def model_files(folder: Path, include_training_state: bool = False) -> dict[str, Path]:
+    """:func:`local_files` of a model folder, without its training state unless ``include_training_state``."""
+    files = local_files(folder)
+    return files if include_training_state else {k: v for k, v in files.items() if not is_training_state(k)}
 
 
 def merge_card(local_text: str, remote_text: str, kind: str) -> str:
@@ -141,13 +153,14 @@ def _check(folder, repo_id: str) -> None:
 def _publish(folder, repo_id: str, repo_type: str, *, private: bool | None, token: str | None,
              endpoint: str | None, retries: int, backoff: float, extra_files=None,
              delete_patterns: tuple[str, ...] = (), space_sdk: str | None = None,
-             message: str = "Upload with cerbero-hf") -> UploadResult:
+             message: str = "Upload with cerbero-hf", files: dict[str, Path] | None = None,
+             delete_if=None) -> UploadResult:
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.hf_api import RepoFile
 
     folder = Path(folder)
     _check(folder, repo_id)
-    files = local_files(folder)
+    files = local_files(folder) if files is None else files
     if not files:
         raise InputError("folder is empty", file=str(folder))
     api = HfApi(endpoint=endpoint, token=token)
@@ -167,7 +180,8 @@ def _publish(folder, repo_id: str, repo_type: str, *, private: bool | None, toke
             contents["README.md"] = merged.encode("utf-8")
         statuses = [FileStatus(path, _size(src), _status(src, remote.get(path))) for path, src in contents.items()]
         stale = [path for path in remote if path not in contents
-                 and any(fnmatch.fnmatch(path, pattern) for pattern in delete_patterns)]
+                 and (any(fnmatch.fnmatch(path, pattern) for pattern in delete_patterns)
+                      or (delete_if is not None and delete_if(path)))]
         statuses += [FileStatus(path, remote[path].size, "deleted") for path in stale]
         if all(s.status == "unchanged" for s in statuses):
             return UploadResult(repo_id, repo_type, str(url), None, statuses)
@@ -240,24 +254,41 @@ def publish_metric(folder, repo_id: str, *, private: bool = False, token: str | 
 
 
 def publish_model(folder, repo_id: str, *, private: bool = True, token: str | None = None,
-                  endpoint: str | None = None, retries: int = 5, backoff: float = 1.0) -> UploadResult:
-    """Upload a saved model folder (``save_pretrained`` output with its README model card).
+                  endpoint: str | None = None, retries: int = 5, backoff: float = 1.0,
+                  include_training_state: bool = False) -> UploadResult:
+    """Upload a saved model folder (``save_pretrained`` output with its README model card), or a LoRA adapter.
 
-    Weight shards on the Hub that the folder no longer has are deleted in the same commit.
+    Weight shards on the Hub that the folder no longer has are deleted in the same commit. The training state
+    (module docstring) is left out, and deleted from the Hub, unless ``include_training_state``.
     """
+    import sys
+
     _check(folder, repo_id)
-    if not (Path(folder) / "config.json").is_file():
-        raise InputError("not a saved model folder: config.json is missing", file=str(folder))
-    return _publish(folder, repo_id, "model", private=private, token=token, endpoint=endpoint, retries=retries,
-                    backoff=backoff, delete_patterns=("*.safetensors", "*.bin"),
-                    message="Publish model with cerbero-hf")
+    folder = Path(folder)
+    adapter = not (folder / "config.json").is_file() and (folder / "adapter_config.json").is_file()
+    if not (folder / "config.json").is_file() and not adapter:
+        raise InputError("not a saved model folder: config.json (or a LoRA adapter's adapter_config.json) is "
+                         "missing", file=str(folder))
+    result = _publish(folder, repo_id, "model", private=private, token=token, endpoint=endpoint, retries=retries,
+                      backoff=backoff, delete_patterns=("*.safetensors", "*.bin"),
+                      files=model_files(folder, include_training_state),
+                      delete_if=None if include_training_state else is_training_state,
+                      message="Publish model with cerbero-hf")
+    if adapter:
+        result.notes.append(lora_hint(folder))
+        print(result.notes[-1], file=sys.stderr)
+    return result
 
 
 KINDS = {"dataset": publish_dataset, "metric": publish_metric, "model": publish_model}
 
 
-def publish(folder, repo_id: str, kind: str = "dataset", **kwargs) -> UploadResult:
-    """Dispatch to ``publish_dataset`` / ``publish_metric`` / ``publish_model``."""
+def publish(folder, repo_id: str, kind: str = "dataset", *, include_training_state: bool = False,
+            **kwargs) -> UploadResult:
+    """Dispatch to ``publish_dataset`` / ``publish_metric`` / ``publish_model`` (``include_training_state``: models
+    only)."""
     if kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind == "model":
+        kwargs["include_training_state"] = include_training_state
     return KINDS[kind](folder, repo_id, **kwargs)

@@ -1,7 +1,8 @@
 """The ``publish`` stage: the filtered corpora (with their cards), the ``mlm_nll`` metric and the model (paper §5).
 
 Config: :class:`PublishConfig` (recipe section ``publish``, off unless ``enabled: true``; CLI
-``cerbero-hf publish FOLDER REPO_ID`` uploads one folder with the same upload settings).
+``cerbero-hf publish REPO_ID PATH --repo-type dataset|model|space`` uploads one folder with the same upload
+settings).
 Inputs: the ``filter`` stage's corpora (``generated``, ``refined``), the ``train`` stage's model (its
 merged LoRA model when there is one), and, for the corpus cards, the counts and settings recorded in
 the results of ``seeds``, ``generate``, ``refine``, ``score`` and ``filter``.
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from cerbero_hf.config import Config, setting
 from cerbero_hf.errors import InputError
+from cerbero_hf.outputs import result_paths, writes_output
 from cerbero_hf.stages.base import Context, Result, Stage, output
 
 CORPORA = ("generated", "refined")  # the filter stage's two corpora, published as two datasets
@@ -44,6 +46,8 @@ class PublishConfig(Config):
     retries: int = setting(5, help="Retries on transient Hub errors (5xx, 429, dropped connections), with "
                                    "exponential backoff.", ge=0)
     backoff: float = setting(1.0, help="First retry wait in seconds (doubles each time).", ge=0)
+    include_training_state: bool = setting(False, help="With a model: also upload the training state "
+                                                       "(checkpoint-*/, optimizer.pt, rng_state.pth, ...).")
     language: str = setting("it", help="Language pack code or YAML (the corpus cards' language).", cli=False)
     seed: int = setting(42, help="The run's seed, recorded in the corpus cards.", cli=False)
 
@@ -174,6 +178,7 @@ def copy_tree(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite", "checkpoint-*"))
 
 
+@writes_output(lambda config, ctx: result_paths(ctx, ("filter", "generated"), ("filter", "refined")))
 def run_publish(config: PublishConfig, ctx: Context) -> PublishResult:
     """Stage the corpora with their cards, then push (or copy) corpora, metric and model."""
     from cerbero_hf.languages import load_language
@@ -212,7 +217,8 @@ def run_publish(config: PublishConfig, ctx: Context) -> PublishResult:
         else:
             repo = f"{config.namespace}/{name}"
             publish(folder, repo, kind=kind, private=config.private, token=secret, endpoint=config.endpoint,
-                    retries=config.retries, backoff=config.backoff)
+                    retries=config.retries, backoff=config.backoff,
+                    include_training_state=config.include_training_state)
             targets[f"{kind}:{name}"] = repo
     return PublishResult(published=len(targets), targets=targets, staged=str(out) if out.exists() else None,
                          local_dir=config.local_dir)

@@ -21,8 +21,10 @@ PARTIAL = ".score-partial"
 def score_dataset(ds, scorer, work_dir, *, chunk_rows: int = 256, progress=None):
     """Return ``ds`` with ``meta`` carrying per-message NLLs (:class:`~cerbero_hf.stages.quality.pll.PLLScorer` output).
 
-    ``progress(n_rows)`` is called after each chunk. Chunks already on disk for the same input and
-    scorer settings are reused; the partial folder is removed by the caller once the output is written.
+    ``progress(n_rows)`` is called after every forward pass of the scorer with the rows that pass advanced
+    (a fraction of the chunk's rows, in proportion to its masked copies scored), so the advances of a chunk add
+    up to its rows. Chunks already on disk for the same input and scorer settings are reused (one advance of
+    their rows); the partial folder is removed by the caller once the output is written.
     """
     partial = Path(work_dir) / PARTIAL
     scorer._load()
@@ -35,17 +37,41 @@ def score_dataset(ds, scorer, work_dir, *, chunk_rows: int = 256, progress=None)
     metas = []
     for start in range(0, len(ds), chunk_rows):
         f = partial / f"chunk-{start:09d}.json"
+        rows = min(chunk_rows, len(ds) - start)
         if f.exists():
             part = json.loads(f.read_text())
+            if progress:
+                progress(rows)
         else:
-            part = scorer(ds[start:start + chunk_rows])["meta"]
+            advance = _row_advances(progress, rows)
+            part = scorer(ds[start:start + chunk_rows], progress=advance)["meta"]
             tmp = f.with_suffix(".tmp")
             tmp.write_text(json.dumps(part, ensure_ascii=False))
             tmp.replace(f)
+            if advance is not None:
+                advance.finish()
         metas.extend(part)
-        if progress:
-            progress(len(part))
     return ds.remove_columns("meta").add_column("meta", metas).select_columns(ds.column_names)
+
+
+def _row_advances(progress, rows: int):
+    """The scorer's ``(copies done, copies in all)`` reports of one chunk as row advances adding up to ``rows``."""
+    if progress is None:
+        return None
+    state = {"done": 0.0}
+
+    def report(done: int, total: int) -> None:
+        now = rows * done / total if total else rows
+        if now > state["done"]:
+            progress(now - state["done"])
+            state["done"] = now
+
+    def finish() -> None:  # a chunk with nothing to score still advances by its rows
+        if state["done"] < rows:
+            progress(rows - state["done"])
+
+    report.finish = finish
+    return report
 
 
 def card_body(model: str, variant: str, max_nll: float | None, policy: str | None, summaries: dict,
@@ -72,12 +98,16 @@ def card_body(model: str, variant: str, max_nll: float | None, policy: str | Non
 
 
 def _write(out: Path, kept, rejected, scorer_model: str, variant: str, max_nll, policy, summaries, counts) -> None:
-    from cerbero_hf.io import save_hub_folder
+    """Write ``default`` and ``rejected`` (always both: an empty one is written with its schema, announced in the
+    README only when datasets can load it, see :mod:`cerbero_hf.io`) and the card."""
+    from datasets import Dataset
 
-    configs = {"default": kept}
-    if rejected is not None and len(rejected):
-        configs["rejected"] = rejected
-    save_hub_folder(out, configs, card_data={"tags": ["cerbero-hf", "mlm-nll"]},
+    from cerbero_hf.io import save_hub_folder
+    from cerbero_hf.schema import rejected_features
+
+    if rejected is None:  # the score stage rejects nothing; its rejected config is empty, with the schema
+        rejected = Dataset.from_dict({k: [] for k in rejected_features()}, features=rejected_features())
+    save_hub_folder(out, {"default": kept, "rejected": rejected}, card_data={"tags": ["cerbero-hf", "mlm-nll"]},
                     body=card_body(scorer_model, variant, max_nll, policy, summaries, counts))
 
 
@@ -106,13 +136,22 @@ def score_and_filter(ds, out, scorer, quality, *, chunk_rows: int = 256, progres
     return {"counts": counts, "summaries": summaries, "seconds": seconds}
 
 
-def score_folder(src, dest, scorer, *, chunk_rows: int = 256) -> dict:
-    """Score the kept rows of corpus folder ``src`` into ``dest`` (every row kept); returns the NLL summary."""
+def score_folder(src, dest, scorer, *, chunk_rows: int = 256, progress=None) -> dict:
+    """Score the kept rows of corpus folder ``src`` into ``dest`` (every row kept); returns the NLL summary.
+
+    ``progress(done, total)``: rows scored so far (moving with every forward pass) and rows in all.
+    """
     from cerbero_hf.io import load_table
     from cerbero_hf.stages.quality.summary import message_nlls, summarize
 
     ds = load_table(src)
-    scored = score_dataset(ds, scorer, dest, chunk_rows=chunk_rows)
+    done = [0.0]
+
+    def advance(n: float) -> None:
+        done[0] += n
+        progress(done[0], len(ds))
+
+    scored = score_dataset(ds, scorer, dest, chunk_rows=chunk_rows, progress=advance if progress else None)
     nlls = message_nlls(scored)
     summary = summarize(nlls)
     counts = {"rows": len(ds), "kept": len(ds), "rejected": 0, "messages": len(nlls), "kept_messages": len(nlls)}

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cerbero_hf.config import Config, setting
+from cerbero_hf.outputs import result_paths, writes_output
 from cerbero_hf.stages.base import Context, Result, Stage, output
 from cerbero_hf.stages.quality.filter import POLICIES
 from cerbero_hf.stages.quality.pll import VARIANTS
@@ -115,11 +116,13 @@ def _corpus_inputs(ctx: Context) -> dict[str, str]:
     return found
 
 
+@writes_output(lambda config, ctx: result_paths(ctx, *CORPORA.values()))
 def run_score(config: ScoreConfig, ctx: Context) -> ScoreResult:
     """Score every message of the generated and/or refined corpus, each into ``ctx.output/<corpus>``.
 
     Input columns: ``id``, ``messages``, ``source``, ``meta``. Output: the same rows, all kept, with the
-    per-message NLLs in ``meta``.
+    per-message NLLs in ``meta``. Events for a console (``ctx.on_event``): ``scoring`` (``corpus``, rows
+    ``done`` and ``total``) after every forward pass.
     """
     from cerbero_hf.errors import InputError
     from cerbero_hf.stages.quality.folders import score_folder
@@ -131,13 +134,18 @@ def run_score(config: ScoreConfig, ctx: Context) -> ScoreResult:
     result = ScoreResult()
     for name, src in corpora.items():
         dest = ctx.output / name
-        summary = score_folder(src, dest, scorer, chunk_rows=config.chunk_rows)
+        progress = None
+        if ctx.on_event is not None:
+            def progress(done, total, name=name):
+                ctx.on_event("scoring", {"corpus": name, "done": done, "total": total})
+        summary = score_folder(src, dest, scorer, chunk_rows=config.chunk_rows, progress=progress)
         setattr(result, f"{name}_messages", summary["count"])
         setattr(result, f"{name}_mean_nll", round(summary["mean"], 4) if summary["count"] else None)
         setattr(result, name, str(dest))
     return result
 
 
+@writes_output(lambda config, ctx: result_paths(ctx, ("score", "generated"), ("score", "refined")))
 def run_filter(config: FilterConfig, ctx: Context) -> FilterResult:
     """Apply the NLL cut to each scored corpus separately, into ``ctx.output/<corpus>``.
 

@@ -191,7 +191,7 @@ class Refiner:
     def run(self, ds, file: str | None = None):
         """Refine ``ds``; returns ``(kept, rejected, report)`` (datasets)."""
         import numpy as np
-        from datasets import Features
+        from datasets import Dataset, Features
 
         from cerbero_hf.schema import features, rejected_features
 
@@ -229,7 +229,8 @@ class Refiner:
         rej = processed.select(np.flatnonzero(~mask)).remove_columns(drop)
         rej = rej.add_column("rule", [r for r in rules if r is not None])
         rej = rej.add_column("reason", [reasons[i] for i in np.flatnonzero(~mask)])
-        rej = rej.cast(rejected_features())
+        rej = rej.cast(rejected_features()) if len(rej) else Dataset.from_dict(  # cast skips empty datasets
+            {k: [] for k in rejected_features()}, features=rejected_features())
         report.seconds = time.perf_counter() - start
         return kept, rej, report
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from cerbero_hf.config import Config, setting
 from cerbero_hf.errors import InputError
+from cerbero_hf.outputs import writes_output
 from cerbero_hf.stages.base import Context, Result, Stage, output
 from cerbero_hf.stages.refine.rules.language import LANG_ACTIONS
 
@@ -61,6 +62,7 @@ def _event(ctx: Context, name: str, **stats) -> None:
         ctx.on_event(name, stats)
 
 
+@writes_output(lambda config, ctx: config.inputs)
 def run_refine(config: RefineConfig, ctx: Context) -> RefineResult:
     """Load ``config.inputs`` (concatenated), run every rule and write the Hub-layout folder ``ctx.output``.
 

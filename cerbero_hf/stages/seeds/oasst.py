@@ -1,17 +1,19 @@
-"""OASST message tables -> trees of one language -> root-to-leaf seed conversations (paper §3.1).
+"""OASST message tables -> trees of one language -> root-to-leaf seed conversations (paper §3.2).
 
 OpenAssistant publishes one row per message (``message_id``, ``parent_id``, ``message_tree_id``,
 ``role`` prompter/assistant, ``lang``, ``text``, ...). Every path from a tree's root to one of its
 leaves is a seed conversation (the paper: 111 Italian trees, 554 messages, 358 paths), and every
-message of the selected trees seeds the diversity store (METHOD.md D10).
+message of the selected trees seeds the diversity store (D10).
 
 Which messages are kept, and why the others are not (each dropped message is a ``rejected`` row):
 
 * ``language``: ``lang`` differs from the language code (case-insensitive). This drops whole trees
   of other languages and single messages of another language inside a tree alike;
 * ``deleted``: ``deleted`` is true (when the column exists);
-* ``invalid``: empty text, an unknown role, a root that is not a prompter message, or a reply with
-  the same role as its parent;
+* ``invalid``: a value of the wrong type (a list or number where a string belongs, a ``deleted`` that is
+  not a boolean or 0/1: never converted to text), empty text, an unknown role, a root that is not a prompter
+  message, or a reply with the same role as its parent;
+* ``too_long``: the text is longer than ``schema.MAX_MESSAGE_CHARS`` characters;
 * ``orphan``: the parent is missing from the table or was dropped by a rule above; the
   descendants of a dropped message are orphans too (a path must start at a real root, so no
   subtree is promoted to a tree of its own).
@@ -24,16 +26,20 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from cerbero_hf.errors import InputError
-from cerbero_hf.schema import make_row
+from cerbero_hf.io import value_kind
+from cerbero_hf.schema import MAX_MESSAGE_CHARS, make_row
 
 SOURCE = "oasst"
 ROLE_MAP = {"prompter": "user", "user": "user", "assistant": "assistant"}
 REQUIRED = ("message_id", "parent_id", "role", "lang", "text")
+# columns that must hold a string (ids may also be numbers); null is allowed except for text and role
+STRING_COLUMNS = ("text", "role", "lang", "parent_id", "message_tree_id")
 
 
 @dataclass
@@ -66,9 +72,36 @@ def _str_id(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+def _as_text(value: Any) -> str:
+    """A kept value as text; a wrong-typed one (only in rejected rows) as its JSON, never its Python repr."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _id_text(value: Any) -> str | None:
+    """An id for a rejected row's meta: null stays null, a wrong-typed value is kept as its JSON."""
+    return _str_id(value) if value is None or isinstance(value, (str, int)) else _as_text(value)
+
+
 def _message_row(msg: dict, meta: dict) -> dict:
-    role = ROLE_MAP.get(str(msg.get("role")), str(msg.get("role")))
-    return make_row(str(msg["message_id"]), [{"role": role, "content": str(msg.get("text") or "")}], SOURCE, meta)
+    role = _as_text(msg.get("role"))
+    return make_row(str(msg["message_id"]), [{"role": ROLE_MAP.get(role, role), "content": _as_text(msg.get("text"))}],
+                    SOURCE, meta)
+
+
+def _type_problem(msg: dict) -> str | None:
+    """A reason when a column holds the wrong type (e.g. ``text`` given as a list), else None."""
+    for col in STRING_COLUMNS:
+        value = msg.get(col)
+        if value is None or isinstance(value, str) or (col in ("parent_id", "message_tree_id")
+                                                       and isinstance(value, int) and not isinstance(value, bool)):
+            continue
+        return f"{col} is {value_kind(value)}, not a string"
+    deleted = msg.get("deleted")
+    if deleted is not None and not isinstance(deleted, bool) and deleted not in (0, 1):
+        return f"deleted is {value_kind(deleted)}, not a boolean"
+    return None
 
 
 def _check_columns(rows: list[dict]) -> None:
@@ -79,7 +112,10 @@ def _check_columns(rows: list[dict]) -> None:
         raise InputError(f"not an OASST message table: missing column(s) {', '.join(missing)}", column=missing[0])
     seen: set[str] = set()
     for i, r in enumerate(rows):
-        mid = _str_id(r.get("message_id"))
+        raw = r.get("message_id")
+        if isinstance(raw, (bool, float, list, dict)):
+            raise InputError(f"message_id is {value_kind(raw)}, not a string", row=i, column="message_id")
+        mid = _str_id(raw)
         if mid is None:
             raise InputError("missing message_id", row=i, column="message_id")
         if mid in seen:
@@ -89,16 +125,22 @@ def _check_columns(rows: list[dict]) -> None:
 
 def _first_problem(msg: dict, parent: dict | None, code: str) -> tuple[str, str] | None:
     """Rule and reason that drop ``msg`` on its own (orphans are decided later), or None."""
-    lang = str(msg.get("lang") or "")
+    wrong = _type_problem(msg)
+    if wrong:
+        return "invalid", wrong
+    lang = msg.get("lang") or ""
     if lang.lower() != code.lower():
         return "language", f"lang={lang!r}, not {code!r}"
-    if msg.get("deleted") is True:
+    if msg.get("deleted") in (True, 1):
         return "deleted", "marked deleted in the source table"
     role = ROLE_MAP.get(str(msg.get("role")))
     if role is None:
         return "invalid", f"unknown role {msg.get('role')!r} (expected prompter or assistant)"
-    if not str(msg.get("text") or "").strip():
+    text = msg.get("text") or ""
+    if not text.strip():
         return "invalid", "empty text"
+    if len(text) > MAX_MESSAGE_CHARS:
+        return "too_long", f"text is {len(text):,} characters, over the limit of {MAX_MESSAGE_CHARS:,}"
     if parent is None and _str_id(msg.get("parent_id")) is None and role != "user":
         return "invalid", "tree root is not a prompter message"
     if parent is not None and ROLE_MAP.get(str(parent.get("role"))) == role:
@@ -186,15 +228,15 @@ def build_seeds(table: Iterable[dict], language: str = "it") -> SeedSet:
     for r in rows:
         mid = str(r["message_id"])
         if mid in dropped:
-            row = _message_row(r, {"tree_id": _str_id(r.get("message_tree_id")), "parent_id": _str_id(r.get("parent_id")),
-                                   "lang": str(r.get("lang") or "")})
+            row = _message_row(r, {"tree_id": _id_text(r.get("message_tree_id")),
+                                   "parent_id": _id_text(r.get("parent_id")), "lang": _as_text(r.get("lang"))})
             row["rule"], row["reason"] = dropped[mid]
             out.rejected.append(row)
     return out
 
 
 def seeds_from_oasst(table, language: str = "it"):
-    """The seeds transform on Datasets (paper §3.1, METHOD.md D10).
+    """The seeds transform on Datasets (paper §3.2, D10).
 
     Input columns: ``message_id``, ``parent_id``, ``role``, ``lang``, ``text`` (optionally
     ``message_tree_id``, ``deleted``). Output: a ``datasets.DatasetDict`` with ``default`` (one

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cerbero_hf.config import Config, setting
+from cerbero_hf.outputs import writes_output
 from cerbero_hf.stages.base import Context, Result, Stage, output
 
 
@@ -33,6 +34,7 @@ class SeedsResult(Result):
     seeds: str | None = output()
 
 
+@writes_output(lambda config, ctx: [config.input])
 def run_seeds(config: SeedsConfig, ctx: Context) -> SeedsResult:
     """Read ``config.input``, build the trees of ``config.language`` and write ``ctx.output``."""
     import datasets

@@ -86,6 +86,8 @@ class TrainConfig(SFTConfig, Config):
     load_in_4bit: bool = setting(False, help="QLoRA: LoRA on a 4-bit base (needs lora, a GPU and bitsandbytes).")
     merge_lora: bool = setting(False, help="With LoRA, also write OUTPUT-merged (merge_and_unload).")
     resume: bool = setting(True, help="Continue from the last checkpoint-* in output_dir.")
+    overwrite: bool = setting(False, help="Write into an output_dir holding files cerbero-hf did not write "
+                                          "(they are kept). Without it such a folder is refused.")
     license: str = setting("apache-2.0", help="The model card's license.")
     model_name: str | None = setting(None, help="The model card's title (default: the repo or folder name).")
 

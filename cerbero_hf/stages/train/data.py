@@ -7,6 +7,13 @@ Fauno's ``[|AI|]`` map to ``assistant``, system prompts are dropped, and the see
 
 Input columns: ``id``, ``messages``, ``source`` (``meta`` is not used). Output columns: ``id``, ``source``,
 ``messages`` (user/assistant only).
+
+Rows that cannot be trained on are rejected before tokenisation, each with its row number and reason in the
+report (``skipped``) and counted per corpus (``rows_rejected``): a value of the wrong type (``messages``
+not a list of ``{role, content}`` objects, a ``content`` that is not a string, an ``id`` or ``source`` that
+is a list, ...; never converted to text), a message over ``schema.MAX_MESSAGE_CHARS`` characters, an
+unknown role, or no assistant reply. A corpus none of whose rows is usable is an input error naming its
+first rejected row. Conversations over ``max_length`` tokens are truncated (or split, with packing) by TRL.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cerbero_hf.errors import InputError
+from cerbero_hf.schema import MAX_MESSAGE_CHARS, messages_problem
 
 CONDITIONS = {"fauno": ("fauno",), "generated": ("generated", "gen"), "full": None}
 # Generic aliases; the language pack's own tag words (e.g. Fauno's ``[|AI|]``) are added per pack.
@@ -102,19 +110,36 @@ def _weighted_indices(n: int, weight: float, rng) -> list[int]:
     return [i for _ in range(full) for i in range(n)] + sorted(rng.choice(n, size=rest, replace=False).tolist())
 
 
+def row_problem(rid, msgs, source, *, max_chars: int | None = MAX_MESSAGE_CHARS) -> str | None:
+    """Why a training row is unusable, as ``column '<name>': <reason>`` (wrong types, oversized messages), or
+    None. Any role string passes here: :func:`training_messages` maps the aliases."""
+    from cerbero_hf.io import value_kind
+
+    if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (str, int))):
+        return f"column 'id': is {value_kind(rid)}, not a string"
+    if source is not None and not isinstance(source, str):
+        return f"column 'source': is {value_kind(source)}, not a string"
+    problem = messages_problem(msgs, roles=None, max_chars=max_chars)
+    return f"column 'messages': {problem}" if problem else None
+
+
 class _Normalise:
     """Batched ``Dataset.map`` transform: rows -> ``id``, ``source``, training ``messages`` and a skip ``reason``."""
 
-    def __init__(self, pack, corpus_name: str):
-        self.pack, self.name = pack, corpus_name
+    def __init__(self, pack, corpus_name: str, max_chars: int | None = MAX_MESSAGE_CHARS):
+        self.pack, self.name, self.max_chars = pack, corpus_name, max_chars
 
     def __call__(self, batch: dict, indices: list[int]) -> dict:
         out = {"id": [], "source": [], "messages": [], "reason": []}
         ids, sources = batch.get("id") or [None] * len(indices), batch.get("source") or [None] * len(indices)
         for i, msgs, rid, src in zip(indices, batch["messages"], ids, sources):
-            kept, reason = training_messages(msgs, self.pack)
-            out["id"].append(str(rid or f"{self.name}-{i}"))
-            out["source"].append(src or self.name)
+            reason = row_problem(rid, msgs, src, max_chars=self.max_chars)
+            kept = None
+            if reason is None:
+                kept, reason = training_messages(msgs, self.pack)
+            ok_id = isinstance(rid, (str, int)) and not isinstance(rid, bool) and rid != ""
+            out["id"].append(str(rid) if ok_id else f"{self.name}-{i}")
+            out["source"].append(src if isinstance(src, str) and src else self.name)
             out["messages"].append(kept or [])
             out["reason"].append(reason)
         return out
@@ -154,11 +179,18 @@ def build_training_set(corpora: list, *, condition: str = "full", seed: int = 42
                       features=feats, desc=f"Preparing {c.name}")
         reasons = norm["reason"]
         kept = [i for i, r in enumerate(reasons) if not r]
-        report["skipped"] += [{"corpus": c.name, "id": norm[i]["id"], "reason": r} for i, r in enumerate(reasons) if r]
+        rejected = [i for i, r in enumerate(reasons) if r]
+        if rejected and not kept:
+            first = reasons[rejected[0]]
+            column, _, why = first.partition(": ") if first.startswith("column '") else ("", "", first)
+            raise InputError(f"no usable rows ({len(rejected)} rejected); first: {why}", file=c.path,
+                             row=rejected[0], column=column[len("column '"):-1] or "messages")
+        ids = norm["id"]
+        report["skipped"] += [{"corpus": c.name, "row": i, "id": ids[i], "reason": reasons[i]} for i in rejected]
         picked = [kept[i] for i in _weighted_indices(len(kept), c.weight, rng)] if kept else []
         parts.append(norm.select(picked))
         report["corpora"].append({"name": c.name, "path": c.path, "hub_id": c.hub_id, "weight": c.weight,
-                                  "rows_in": len(ds), "rows_used": len(picked)})
+                                  "rows_in": len(ds), "rows_rejected": len(rejected), "rows_used": len(picked)})
     total = sum(len(p) for p in parts)
     if not total:
         raise InputError(f"no trainable conversations in condition {condition!r}")

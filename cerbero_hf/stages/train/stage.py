@@ -61,6 +61,7 @@ class TrainResult(Result):
     """What a run produced: figures for the summary and the paths written."""
 
     rows: int = 0
+    rejected: int = 0  # corpus rows not trained on (wrong types, oversized messages, ...): see the manifest
     steps: int = 0
     tokens: int = 0
     train_loss: float | None = None
@@ -86,7 +87,7 @@ def filter_corpora(ctx: Context) -> list[str]:
 def run_train(config, ctx: Context) -> TrainResult:
     """Fine-tune ``config.model`` on ``config.corpora`` (default: the filter stage's folders) into
     ``config.output_dir`` (default: ``ctx.output``)."""
-    from cerbero_hf.stages.train.trainer import train
+    from cerbero_hf.stages.train.trainer import event_callback, train
 
     if isinstance(config, TrainConfigRef):
         config = TrainConfigRef.load().from_recipe(config.section, defaults={"language": ctx.language,
@@ -96,7 +97,10 @@ def run_train(config, ctx: Context) -> TrainResult:
         changes["corpora"] = filter_corpora(ctx)
     if not config.output_dir:
         changes["output_dir"] = str(ctx.output)
-    return train(dataclasses.replace(config, **changes) if changes else config)
+    if ctx.overwrite:  # cerbero-hf run --overwrite
+        changes["overwrite"] = True
+    callbacks = [event_callback(ctx.on_event)] if ctx.on_event is not None else []  # the recipe console's rows
+    return train(dataclasses.replace(config, **changes) if changes else config, callbacks=callbacks)
 
 
 STAGE = Stage("train", TrainConfigRef, run_train, TrainResult, inputs=("filter",), folder="model",

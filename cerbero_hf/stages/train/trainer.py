@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cerbero_hf.errors import InputError
+from cerbero_hf.outputs import writes_output
 from cerbero_hf.stages.train.config import TrainConfig  # noqa: F401  (public API)
 from cerbero_hf.stages.train.data import CONDITIONS, Corpus, build_training_set  # noqa: F401  (public API)
 from cerbero_hf.stages.train.model_card import write_card
@@ -108,6 +109,46 @@ def check_inputs(cfg: TrainConfig) -> None:
             raise InputError("no such file or folder", file=c.path)
 
 
+def event_callback(on_event):
+    """A transformers ``TrainerCallback`` reporting training to ``on_event(event, stats)`` (the recipe's console).
+
+    Events: ``train_begin`` and ``step`` (``step``, ``max_steps``); ``log`` for every trainer log with a loss:
+    ``step``, ``max_steps``, ``loss`` / ``eval_loss``, ``learning_rate``, ``tokens_per_second`` (from TRL's
+    ``num_tokens`` since the previous log). It replaces transformers' own progress output (the tqdm bar and
+    the printed log dicts): :func:`train` removes those callbacks when it is given.
+    """
+    from transformers import TrainerCallback
+
+    class Events(TrainerCallback):
+        replaces_progress = True
+
+        def __init__(self):
+            self.last = (time.perf_counter(), 0.0)
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.last = (time.perf_counter(), 0.0)
+            on_event("train_begin", {"step": state.global_step, "max_steps": state.max_steps})
+
+        def on_step_end(self, args, state, control, **kwargs):
+            on_event("step", {"step": state.global_step, "max_steps": state.max_steps})
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" not in logs and "eval_loss" not in logs:
+                return
+            now, tokens = time.perf_counter(), float(logs.get("num_tokens") or 0.0)
+            rate = (tokens - self.last[1]) / (now - self.last[0]) if tokens and now > self.last[0] else None
+            if tokens:
+                self.last = (now, tokens)
+            on_event("log", {"step": state.global_step, "max_steps": state.max_steps, "loss": logs.get("loss"),
+                             "eval_loss": logs.get("eval_loss"), "learning_rate": logs.get("learning_rate"),
+                             "tokens_per_second": rate})
+
+    return Events()
+
+
+@writes_output(lambda cfg, *_, **__: cfg.corpora, output=lambda cfg, *_, **__: cfg.output_dir,
+               overwrite=lambda cfg, *_, **__: cfg.overwrite)
 def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     """Fine-tune ``cfg.model`` on ``cfg.corpora`` with TRL's ``SFTTrainer`` into ``cfg.output_dir``.
 
@@ -137,6 +178,11 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
         eval_dataset=eval_ds.select_columns(["messages"]) if eval_ds is not None else None,
         processing_class=tok, peft_config=peft_config, callbacks=list(callbacks))
     trainer.card_writer = lambda folder: write_card(cfg, report, stops, folder)
+    if any(getattr(c, "replaces_progress", False) for c in callbacks):  # event_callback: no tqdm bar, no dicts
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)
 
     out = Path(cfg.output_dir)
     last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
@@ -148,7 +194,8 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
     tok.chat_template = inference_template  # the saved copy renders prompts, it does not train
     trainer.save_model(str(out))
     write_card(cfg, report, stops, out)
-    res = TrainResult(rows=len(train_ds), steps=trainer.state.global_step,
+    res = TrainResult(rows=len(train_ds), rejected=sum(c["rows_rejected"] for c in report["corpora"]),
+                      steps=trainer.state.global_step,
                       tokens=int(getattr(trainer, "_total_train_tokens", 0)), train_loss=result.training_loss,
                       eval_loss=eval_loss, seconds=seconds, resumed_from=last, model=str(out))
     (out / MANIFEST).write_text(json.dumps({

@@ -1,4 +1,4 @@
-"""Evaluation logic (METHOD.md §7, D29-D32): metrics, label parsing, prompt formats, shot draws, task data."""
+"""Evaluation logic (paper §4.2, D29-D32): metrics, label parsing, prompt formats, shot draws, task data."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ GOLDEN_SHOTS = {
 
 
 def golden(fmt: str, shot: str, answer: str, query: str) -> str:
-    """The prompt each format must produce (METHOD.md §6.4, §7.3), written out from the spec."""
+    """The prompt each format must produce (D27, D31, D32), written out from the spec."""
     if fmt == "chat":  # the tiny model's Cerbero chat template: BOS, tags with a space, trailing "[|Assistente|] "
         return f"<s>[|Umano|] {shot}\n[|Assistente|] {answer}\n[|Umano|] {query}\n[|Assistente|] "
     if fmt == "cerbero":

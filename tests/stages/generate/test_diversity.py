@@ -1,4 +1,4 @@
-"""Diversity filter: the strict > 0.9 rule, the store, the order-aware final pass (METHOD.md D8-D10)."""
+"""Diversity filter: the strict > 0.9 rule, the store, the order-aware final pass (D8-D10)."""
 
 from __future__ import annotations
 

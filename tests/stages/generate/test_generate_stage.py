@@ -33,6 +33,7 @@ def _seed_folder(path):
 
 @pytest.mark.parametrize("flag,value,text", [
     ("--concurrency", "0", "--concurrency must be >= 1, got 0"),
+    ("--concurrency", "-2", "--concurrency must be >= 1, got -2"),
     ("--threshold", "7", "--threshold must be <= 1, got 7.0"),
     ("--max-attempts", "0", "--max-attempts must be >= 1, got 0"),
     ("--request-attempts", "0", "--request-attempts must be >= 1, got 0"),
@@ -139,6 +140,7 @@ def test_run_generate_keeps_candidate_and_http_attempts_apart(tgi_server, tiny_e
     assert events[0] == ("planned", {"conversations": 2})
     assert (result.conversations, result.failed, result.failed_requests) == (2, 2, 2)
     assert len(tgi_server.log) == 2 * 2 and result.request_retries == 2
+    assert result.requests_sent == 2 * 2  # every request sent counts, failed and retried ones too
     assert all(isinstance(v, int) for v in result.counts().values())  # flat counts, no nested summary
     rejected = load_table(tmp_path / "down", config="rejected")
     assert all("after 2 attempts" in r["reason"] for r in rejected)
@@ -149,7 +151,7 @@ def test_run_generate_keeps_candidate_and_http_attempts_apart(tgi_server, tiny_e
     tgi_server.fault_fn = lambda n: f"text:{QA[0][1]}"
     result = run_generate(config, Context(output=tmp_path / "dupes", inputs={"seeds": seeds}))
     assert result.failed == 2 and result.rejected_similar == result.rejected_messages == 2 * 3
-    assert len(tgi_server.log) == 2 * 3 and result.request_retries == 0
+    assert len(tgi_server.log) == 2 * 3 and result.request_retries == 0 and result.requests_sent == 2 * 3
     assert all("similar x3" in r["reason"] for r in load_table(tmp_path / "dupes", config="rejected"))
     card = (tmp_path / "dupes" / "README.md").read_text()
     assert "| rejected_similar | 6 |" in card and "| request_retries | 0 |" in card
@@ -182,3 +184,61 @@ def test_cli_with_a_local_model_prints_the_flat_counts(tiny_chat_lm, tiny_embedd
     assert {get_meta(r)["generator"]["model"] for r in rows} == {str(tiny_chat_lm)}
     card = (out / "README.md").read_text()
     assert '"backend": "local"' in card and "cerbero-hf generate" in card
+
+
+def test_requests_sent_counts_retries_and_failures_beside_it(tgi_server, tiny_embedder, tmp_path):
+    from cerbero_hf.stages.base import Context
+    from cerbero_hf.stages.generate.stage import run_generate
+    from cerbero_hf.stages.seeds.stage import SeedsResult
+
+    seeds = SeedsResult(seeds=str(_seed_folder(tmp_path / "seeds")))
+    config = from_dict(GenerateConfig, {"endpoint": tgi_server.url, "mode": "completion", "max_conversations": 1,
+                                        "embedder": str(tiny_embedder), "threshold": 0.9999, "lengths": [4],
+                                        "request_attempts": 2, "backoff": 0.01, "resume": False})
+    tgi_server.reset()  # one 503 then an answer, for every request: each request takes two attempts
+    tgi_server.fault_fn = lambda n: "503" if n % 2 == 0 else f"text:Una risposta nuova, la numero {n}."
+    result = run_generate(config, Context(output=tmp_path / "out", inputs={"seeds": seeds}))
+    assert result.complete == 1 and result.accepted_messages == 2
+    assert result.requests_sent == len(tgi_server.log) == 4
+    assert (result.request_retries, result.failed_requests) == (2, 0)
+    assert result.tokens_out == 2
+
+
+def test_a_seed_message_over_max_chars_is_never_sent(tgi_server, tiny_embedder, tmp_path):
+    from datasets import Dataset
+
+    from cerbero_hf.io import load_table, save_hub_folder
+    from cerbero_hf.schema import features, get_meta, make_row
+    from cerbero_hf.stages.base import Context
+    from cerbero_hf.stages.generate.stage import run_generate
+    from cerbero_hf.stages.seeds.stage import SeedsResult
+
+    huge = "parola " * (10_000_000 // 7)  # about 10 MB of text in one seed message
+    rows = [make_row("huge", [{"role": "user", "content": "Ciao, una domanda."}, {"role": "assistant", "content": huge}],
+                     "oasst", {"origin": ["seed", "seed"]}),
+            make_row("fine", [{"role": "user", "content": QA[0][0]}, {"role": "assistant", "content": QA[0][1]}],
+                     "oasst", {"origin": ["seed", "seed"]})]
+    save_hub_folder(tmp_path / "seeds", {"default": Dataset.from_list(rows, features=features())})
+    config = from_dict(GenerateConfig, {"endpoint": tgi_server.url, "mode": "completion", "concurrency": 1,
+                                        "embedder": str(tiny_embedder), "threshold": 0.9999, "lengths": [4],
+                                        "backoff": 0.01, "resume": False})
+    tgi_server.reset()
+    tgi_server.fault_fn = lambda n: f"text:Una risposta nuova, la numero {n}."
+    result = run_generate(config, Context(output=tmp_path / "out",
+                                          inputs={"seeds": SeedsResult(seeds=str(tmp_path / "seeds"))}))
+    assert (result.seeds_too_long, result.failed, result.complete) == (1, 1, 1)
+    assert len(tgi_server.log) == result.requests_sent == 2  # the two messages of "fine", nothing of "huge"
+    assert result.store_size == 3 + 2  # the three short seed messages and two new ones; the huge one not embedded
+    rejected = list(load_table(tmp_path / "out", config="rejected"))
+    assert [r["id"] for r in rejected] == ["huge"]
+    reason = rejected[0]["reason"]
+    assert "seed message 1" in reason and "over the maximum of 8000" in reason and "max_chars" in reason
+    assert get_meta(rejected[0])["status"] == "failed"
+    assert [r["id"] for r in load_table(tmp_path / "out")] == ["fine"]
+
+
+def test_max_chars_is_documented_in_the_help():
+    from cerbero_hf.config import field_specs
+
+    help_text = next(s["help"] for s in field_specs(GenerateConfig) if s["name"] == "max_chars")
+    assert "8000" in help_text and "seed" in help_text and "rejected" in help_text

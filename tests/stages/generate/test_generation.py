@@ -98,6 +98,17 @@ def test_retries_are_bounded_and_permanent_errors_not_retried(tgi_server):
     assert len(tgi_server.log) == 1
 
 
+def test_completion_mode_counts_prompt_tokens(tgi_server):
+    """TGI leaves ``details.prefill`` empty unless asked; the prompt's tokens come from ``x-prompt-tokens``."""
+    tgi_server.reset()
+    backend = EndpointBackend(tgi_server.url, "completion")
+    request = _req()
+    result = asyncio.run(backend.generate(request))
+    expected = len(tgi_server.tok(request.prompt, add_special_tokens=False)["input_ids"])
+    assert result.tokens_in == expected > 0 and result.tokens_out > 0
+    assert backend.stats["tokens_in"] == expected
+
+
 def test_retry_after_is_honoured(tgi_server):
     tgi_server.reset()
     tgi_server.faults = ["429"]

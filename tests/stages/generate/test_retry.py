@@ -94,3 +94,37 @@ def test_async_twin_retries_the_same_way():
     retried = []
     assert asyncio.run(retry.acall_with_retries(flaky, attempts=4, backoff=0.001, on_retry=retried.append)) == ("ok", 3)
     assert [v.kind for v in retried] == ["connection", "connection"]
+
+
+def _answered(status: int, **body) -> HfHubHTTPError:
+    response = httpx2.Response(status, request=httpx2.Request("POST", "http://127.0.0.1/x"), **body)
+    return HfHubHTTPError(f"{status} error", response=response)
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"json": {"error": "Input validation error: `inputs` too long"}}, "Input validation error: `inputs` too long"),
+    ({"json": {"error": {"message": "The model `x` does not exist", "type": "invalid_request_error"}}},
+     "The model `x` does not exist"),  # OpenAI
+    ({"json": {"detail": [{"loc": ["body", "model"], "msg": "field required"}]}}, "field required"),  # FastAPI
+    ({"json": {"detail": "Server is pinned to 'a'; requested 'b'."}}, "Server is pinned to 'a'; requested 'b'."),
+    ({"text": "<html><body><h1>404 Not Found</h1>\n<p>nginx</p></body></html>"}, "404 Not Found nginx"),
+    ({"text": ""}, None),
+])
+def test_the_servers_error_text_travels_with_the_verdict(body, message):
+    verdict = retry.classify(_answered(400, **body))
+    assert (verdict.status, verdict.detail, verdict.reason, verdict.retry) == (400, message, "HTTP 400", False)
+
+
+def test_the_servers_text_is_one_short_line_and_never_shows_the_key(monkeypatch):
+    from cerbero_hf.stages.generate.backends import EndpointBackend
+
+    long = retry.classify(_answered(422, text="word\n" * 500)).detail
+    assert "\n" not in long and len(long) == retry.DETAIL_CHARS and long.endswith("…")
+    monkeypatch.setenv("GEN_RETRY_KEY", "sk-echoed-secret")
+    backend = EndpointBackend("http://127.0.0.1:1", "chat", api_key_env="GEN_RETRY_KEY")
+    verdict = retry.classify(_answered(401, json={"error": "invalid key sk-echoed-secret"}))
+    detail = backend._detail(verdict)
+    assert "sk-echoed-secret" not in detail and "invalid key <redacted>" in detail
+    assert "no model name was sent" not in detail  # 401: the key, not the model
+    assert "no model name was sent" in backend._detail(retry.classify(_answered(400, json={"error": "bad model"})))
+    assert not retry.classify(httpx2.InvalidURL("no host")).retry  # no request can be sent there

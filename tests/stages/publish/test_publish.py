@@ -73,7 +73,7 @@ def corpus_folder(path: Path, kept: list[dict], repo_id: str) -> Path:
 def test_publish_corpus_then_load_dataset_and_card_merge(hub_emulator, hub_env, tmp_path):
     repo = "user/corpus-roundtrip"
     folder = corpus_folder(tmp_path / "corpus", rows(5), repo)
-    out = publish([folder, repo], hub_env)
+    out = publish([repo, folder], hub_env)
     assert "README.md" in out.stdout and "data/train-00000-of-00001.parquet" in out.stdout
     assert "images/nll_histogram.png" in hub_emulator.files("dataset", repo)
 
@@ -101,7 +101,7 @@ def test_publish_corpus_then_load_dataset_and_card_merge(hub_emulator, hub_env, 
 
     # Re-publish with more rows: our configs/stats replace ours, the user's edits stay.
     corpus_folder(folder, rows(7), repo)
-    publish([folder, repo], hub_env)
+    publish([repo, folder], hub_env)
     merged = DatasetCard(hub_emulator.files("dataset", repo)["README.md"].decode()).data.to_dict()
     assert merged["license"] == "cc-by-4.0"
     assert merged["annotations_creators"] == ["machine-generated"]
@@ -120,7 +120,7 @@ def test_transient_503_is_retried_and_rerun_after_hard_failure_does_not_duplicat
     hub_emulator.reset_log()
     # Hard failure: every commit attempt gets 503, after the LFS uploads went through.
     hub_emulator.inject_fault(rf"/api/datasets/{repo}/commit/", status=503, count=100)
-    out = publish([folder, repo, "--retries", "1", "--backoff", "0.05"], hub_env, ok=False)
+    out = publish([repo, folder, "--retries", "1", "--backoff", "0.05"], hub_env, ok=False)
     hub_emulator.clear_faults()
     assert out.returncode == 1
     assert out.stderr.strip().startswith("Error: publishing dataset") and "Traceback" not in out.stderr
@@ -131,7 +131,7 @@ def test_transient_503_is_retried_and_rerun_after_hard_failure_does_not_duplicat
 
     # Re-run with one transient 503 on the commit: retried, and nothing is uploaded twice.
     hub_emulator.inject_fault(rf"/api/datasets/{repo}/commit/", status=503, count=1)
-    out = publish([folder, repo, "--backoff", "0.05"], hub_env)
+    out = publish([repo, folder, "--backoff", "0.05"], hub_env)
     assert "attempts 2" in out.stdout
     assert [r.status for r in hub_emulator.requests("POST", rf"/{repo}/commit/")] == [503, 503, 503, 200]
     assert len(hub_emulator.lfs_uploads(repo)) == first_puts  # LFS blobs already on the Hub were not re-sent
@@ -140,7 +140,7 @@ def test_transient_503_is_retried_and_rerun_after_hard_failure_does_not_duplicat
     assert parquet | pngs | {"README.md"} <= set(hub_emulator.files("dataset", repo))
 
     # A third run changes nothing: no commit, no upload.
-    out = publish([folder, repo], hub_env)
+    out = publish([repo, folder], hub_env)
     assert "nothing changed" in out.stdout
     assert len(hub_emulator.requests("POST", rf"/{repo}/commit/")) == 4
     assert len(hub_emulator.lfs_uploads(repo)) == first_puts
@@ -148,20 +148,20 @@ def test_transient_503_is_retried_and_rerun_after_hard_failure_does_not_duplicat
     # A transient 503 on an LFS upload is retried by the client.
     hub_emulator.inject_fault(r"/lfs-upload/", status=503, count=1)
     corpus_folder(folder, rows(6), repo)
-    publish([folder, repo], hub_env)
+    publish([repo, folder], hub_env)
     assert [r.status for r in hub_emulator.requests("PUT", r"/lfs-upload/")][-2:] in ([503, 200], [200, 503])
     assert hub_emulator.committed_paths(repo).count("data/train-00000-of-00001.parquet") == 2
     _assert_no_token(hub_emulator, hub_env, [folder, Path(hub_env["HF_HOME"])])
 
 
 def test_publish_bad_input_is_one_line(hub_env, tmp_path):
-    out = publish([tmp_path / "missing", "user/x"], hub_env, ok=False)
+    out = publish(["user/x", tmp_path / "missing"], hub_env, ok=False)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no such folder" in out.stderr
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "other.py").write_text("x = 1\n")
-    out = publish([tmp_path / "m", "user/mlm_nll", "--kind", "metric"], hub_env, ok=False)
+    out = publish(["user/mlm_nll", tmp_path / "m", "--repo-type", "space"], hub_env, ok=False)
     assert out.returncode == 2 and "mlm_nll.py" in out.stderr
-    out = publish([tmp_path / "m", "not-a-repo-id"], hub_env, ok=False)
+    out = publish(["not-a-repo-id", tmp_path / "m"], hub_env, ok=False)
     assert out.returncode == 2 and "namespace/name" in out.stderr
 
 
@@ -191,10 +191,10 @@ def test_publish_model_and_metric_then_load_them_from_the_hub(hub_emulator, hub_
     Both loads share one fresh process (evaluate imports torch and transformers anyway).
     """
     assert (METRIC / "mlm_nll.py").is_file(), "dataset_scripts/mlm_nll is the quality stage's module"
-    out = publish([tiny_chat_lm, "user/tiny-chat", "--kind", "model"], hub_env)
+    out = publish(["user/tiny-chat", tiny_chat_lm, "--repo-type", "model"], hub_env)
     assert "model.safetensors" in out.stdout
     assert hub_emulator.repos[("models", "user/tiny-chat")].private  # models default to private
-    out = publish([METRIC, "user/mlm_nll", "--kind", "metric"], hub_env)
+    out = publish(["user/mlm_nll", METRIC, "--repo-type", "space"], hub_env)
     assert "mlm_nll.py" in out.stdout
     files = hub_emulator.files("space", "user/mlm_nll")
     assert b"sdk: gradio" in files["README.md"] and b"app_file: app.py" in files["README.md"]

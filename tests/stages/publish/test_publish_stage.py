@@ -29,7 +29,7 @@ def test_release_layout_is_the_packaged_resources():
     assert templates | {"model_cards/cerbero.md.j2"} == set(RELEASE.values())  # no published template unchecked
     packaged = {p.name: p.read_bytes() for p in resource("mlm_nll").iterdir() if p.is_file()}
     published = {p.name: p.read_bytes() for p in (ROOT / "dataset_scripts" / "mlm_nll").iterdir() if p.is_file()}
-    assert packaged.keys() == published.keys() and "mlm_nll.py" in packaged
+    assert packaged.keys() == published.keys() and {"mlm_nll.py", "pll_core.py"} <= packaged.keys()
     assert [n for n in packaged if packaged[n] != published[n]] == []
 
 
@@ -39,9 +39,9 @@ def test_publish_config_checks_and_one_line_cli_errors(tmp_path):
     with pytest.raises(InputError, match="publish.backoff"):
         PublishConfig(backoff=-0.5)
     assert STAGE.enabled is False and STAGE.any_of and {"filter", "train"} <= set(STAGE.inputs)
-    proc = run_cli(["publish", tmp_path, "user/x", "--retries", "-1"])
+    proc = run_cli(["publish", "user/x", tmp_path, "--retries", "-1"])
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--retries must be >= 0" in proc.stderr
-    proc = run_cli(["publish", tmp_path, "user/x", "--token-env", "CERBERO_NO_SUCH_VAR"])
+    proc = run_cli(["publish", "user/x", tmp_path, "--token-env", "CERBERO_NO_SUCH_VAR"])
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "CERBERO_NO_SUCH_VAR is not set" in proc.stderr
 
 

@@ -36,7 +36,7 @@ def reference_nll(model, tok, text, window, word_l2r=False):
     starts = [0] if len(ids) <= window else sorted(set(range(0, len(ids) - window, window // 2)) | {len(ids) - window})
     nlls = []
     for i, true_id in enumerate(ids):
-        if true_id in tok.all_special_ids:
+        if true_id in tok.all_special_ids and true_id != tok.unk_token_id:  # [UNK] is scored like any token
             continue
         # the window where token i has the most context on its shorter side (earliest on ties)
         start = max(starts, key=lambda s: (min(i - s, s + window - 1 - i) if s <= i < s + window else -1, -s))

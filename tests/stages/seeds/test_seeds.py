@@ -1,4 +1,4 @@
-"""Seeds: OASST trees -> root-to-leaf seed conversations (paper §3.1, METHOD.md D10)."""
+"""Seeds: OASST trees -> root-to-leaf seed conversations (paper §3.2, D10)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from conftest import FIXTURES, ROOT, run_cli
 
 from cerbero_hf.errors import InputError
-from cerbero_hf.schema import get_meta, row_problem
+from cerbero_hf.schema import MAX_MESSAGE_CHARS, get_meta, row_problem
 from cerbero_hf.stages.seeds.oasst import build_seeds, seeds_from_oasst
 
 FIXTURE = FIXTURES / "oasst_sample.jsonl"
@@ -124,3 +124,62 @@ def test_cli_writes_hub_folder_with_rejected(tmp_path, cli_env):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1:] == [f"Error: file {bad}, column 'parent_id': not an OASST message table: "
                                                 "missing column(s) parent_id, role, lang"]
+
+
+# --- wrong types and oversized messages: rejected rows with a reason, never converted ----------------------
+
+def _tree(**changes):
+    """A two-message Italian tree (q1 -> r1) plus a reply r2 whose fields ``changes`` overrides."""
+    rows = [{"message_id": "q1", "parent_id": None, "role": "prompter", "lang": "it", "text": "Domanda?"},
+            {"message_id": "r1", "parent_id": "q1", "role": "assistant", "lang": "it", "text": "Risposta."},
+            {"message_id": "r2", "parent_id": "q1", "role": "assistant", "lang": "it", "text": "Altra risposta."}]
+    rows[2].update(changes)
+    return rows
+
+
+@pytest.mark.parametrize("changes, rule, reason", [
+    ({"text": ["lista", "non stringa"]}, "invalid", "text is a list, not a string"),
+    ({"text": 42}, "invalid", "text is a number, not a string"),
+    ({"role": ["assistant"]}, "invalid", "role is a list, not a string"),
+    ({"lang": ["it"]}, "invalid", "lang is a list, not a string"),
+    ({"parent_id": ["q1"]}, "invalid", "parent_id is a list, not a string"),
+    ({"deleted": "no"}, "invalid", "deleted is a string, not a boolean"),
+    ({"deleted": 1}, "deleted", "marked deleted in the source table"),
+    ({"message_tree_id": {"id": "q1"}}, "invalid", "message_tree_id is an object, not a string"),
+    ({"text": "x" * (MAX_MESSAGE_CHARS + 1)}, "too_long",
+     f"text is {MAX_MESSAGE_CHARS + 1:,} characters, over the limit of {MAX_MESSAGE_CHARS:,}"),
+])
+def test_wrong_types_and_oversized_texts_are_rejected_with_a_reason(changes, rule, reason):
+    result = build_seeds(_tree(**changes), "it")
+    assert [(r["id"], r["rule"], r["reason"]) for r in result.rejected] == [("r2", rule, reason)]
+    assert [p["id"] for p in result.paths] == ["oasst-r1"] and [m["id"] for m in result.messages] == ["q1", "r1"]
+    texts = [m["content"] for row in result.paths + result.messages for m in row["messages"]]
+    assert not any("lista" in t or "42" in t for t in texts)
+
+
+def test_a_list_message_id_names_row_and_column():
+    with pytest.raises(InputError, match="message_id is a list, not a string") as err:
+        build_seeds(_tree(message_id=["r2"]), "it")
+    assert (err.value.row, err.value.column) == (2, "message_id")
+
+
+def test_cli_rejects_a_list_text_and_a_10_mb_message(tmp_path, cli_env):
+    from datasets import load_dataset
+
+    rows = _rows()
+    by_id = {r["message_id"]: r for r in rows}
+    by_id["a5"]["text"] = ["lista", "non stringa"]  # a leaf: its path goes, the others stay
+    by_id["a3"]["text"] = "parola " * 1_500_000  # 10.5 MB, a leaf too
+    src = tmp_path / "oasst.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "seeds"
+    proc = run_cli(["seeds", src, out, "--language", "it"], env=cli_env)
+    assert proc.returncode == 0, proc.stderr
+    paths = load_dataset(str(out), split="train")
+    rejected = {r["id"]: r for r in load_dataset(str(out), "rejected", split="train")}
+    assert rejected["a5"]["rule"] == "invalid" and rejected["a5"]["reason"] == "text is a list, not a string"
+    assert rejected["a5"]["messages"][0]["content"] == '["lista", "non stringa"]'  # the raw value, as JSON
+    assert rejected["a3"]["rule"] == "too_long" and rejected["a3"]["reason"].startswith("text is 10,500,000 characters")
+    contents = [m["content"] for row in paths for m in row["messages"]]
+    assert "['lista', 'non stringa']" not in contents and max(map(len, contents)) < 1000
+    assert "oasst-a5" not in paths["id"] and "oasst-a3" not in paths["id"]

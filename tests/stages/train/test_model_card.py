@@ -1,4 +1,4 @@
-"""Model cards: rendering from the template and merging evaluation results (METHOD.md §6, §7)."""
+"""Model cards: rendering from the template and merging evaluation results (paper §4, §4.2)."""
 
 from huggingface_hub import ModelCard
 

@@ -105,7 +105,7 @@ def test_lora_merged_model_matches_adapter(base_lm, corpora, tmp_path):
     ids = torch.tensor([[1, 40, 41, 42, 43, 44, 45]])
     adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_lm), out).eval()
     with torch.no_grad():
-        adapter_logits = adapter(input_ids=ids).logits  # captured before any merge (STACK.md pitfall 13)
+        adapter_logits = adapter(input_ids=ids).logits  # captured before any merge (merge_and_unload edits the base in place)
         with adapter.disable_adapter():
             base_logits = adapter(input_ids=ids).logits
         merged_logits = AutoModelForCausalLM.from_pretrained(res.merged)(input_ids=ids).logits

@@ -70,7 +70,7 @@ def test_weighted_mix_seeded_and_accounted(tmp_path):
     sources = ds["source"]
     assert sources.count("fauno") == round(0.5 * 9) and sources.count("generated") == 8
     assert len(set(i for i in ds["id"] if i.startswith("generated"))) == 4  # two full copies
-    assert report["skipped"] == [{"corpus": "fauno", "id": "fauno-3", "reason": "no assistant message"}]
+    assert report["skipped"] == [{"corpus": "fauno", "row": 3, "id": "fauno-3", "reason": "no assistant message"}]
     assert all(m["role"] != "system" for row in ds["messages"] for m in row)
     same, _ = build_training_set([f"fauno={fauno}@0.5", f"generated={gen}@2"], seed=42)
     other, _ = build_training_set([f"fauno={fauno}@0.5", f"generated={gen}@2"], seed=7)
@@ -79,7 +79,7 @@ def test_weighted_mix_seeded_and_accounted(tmp_path):
     kept = set(full["id"]) | {s["id"] for s in rep["skipped"]}
     assert kept == {f"fauno-{i}" for i in range(10)} and len(full) == 9  # kept + skipped == input
     assert rep["corpora"][0] | {} == {"name": "fauno", "path": fauno, "hub_id": None, "weight": 1.0,
-                                      "rows_in": 10, "rows_used": 9}
+                                      "rows_in": 10, "rows_rejected": 1, "rows_used": 9}
 
 
 def test_train_config_defaults_yaml_and_overrides(tmp_path):

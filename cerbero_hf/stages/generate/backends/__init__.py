@@ -12,6 +12,7 @@ Nothing here imports torch, transformers or huggingface_hub at module level.
 
 from cerbero_hf.stages.generate.backends.base import (
                                                       GenerationError,
+                                                      GeneratorRejected,
                                                       MalformedResponse,
                                                       Request,
                                                       Result,
@@ -21,5 +22,5 @@ from cerbero_hf.stages.generate.backends.base import (
 from cerbero_hf.stages.generate.backends.endpoint import EndpointBackend
 from cerbero_hf.stages.generate.backends.local import LocalBackend, LocalLM
 
-__all__ = ["EndpointBackend", "GenerationError", "LocalBackend", "LocalLM", "MalformedResponse", "Request", "Result",
-           "payload_dict", "payload_hash"]
+__all__ = ["EndpointBackend", "GenerationError", "GeneratorRejected", "LocalBackend", "LocalLM", "MalformedResponse",
+           "Request", "Result", "payload_dict", "payload_hash"]

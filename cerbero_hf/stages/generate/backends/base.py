@@ -19,6 +19,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from cerbero_hf.errors import InputError
+
 
 @dataclass
 class Request:
@@ -52,12 +54,38 @@ class Result:
 
 
 class GenerationError(Exception):
-    """A request that failed for good (not retryable, or out of attempts)."""
+    """A request that failed for good (not retryable, or out of attempts).
 
-    def __init__(self, reason: str, attempts: int):
-        super().__init__(f"{reason} (after {attempts} attempt{'s' if attempts != 1 else ''})")
-        self.reason = reason
-        self.attempts = attempts
+    Attributes:
+        reason: what failed, in short (``HTTP 400``, ``timeout``, ``connection error (ConnectError)``).
+        attempts: attempts made (first try included).
+        status: the HTTP status, when the server answered one.
+        transient: False when a retry would only repeat it (a client error such as 400/401/404/422, a
+            local failure): the request, or the configuration behind it, is wrong.
+        detail: the server's own error text (one line, shortened, never an API key), when it sent one.
+    """
+
+    def __init__(self, reason: str, attempts: int, *, status: int | None = None, transient: bool = True,
+                 detail: str | None = None):
+        text = f"{reason}: {detail}" if detail else reason
+        super().__init__(f"{text} (after {attempts} attempt{'s' if attempts != 1 else ''})")
+        self.reason, self.attempts, self.status, self.transient, self.detail = reason, attempts, status, transient, detail
+
+    @property
+    def kind(self) -> tuple:
+        """Failures of one kind have the same status (or, without one, the same reason and text)."""
+        return (self.status,) if self.status is not None else (self.reason, self.detail)
+
+
+class GeneratorRejected(InputError):
+    """The first requests all failed the same non-transient way: the generator's settings are wrong.
+
+    An :class:`~cerbero_hf.errors.InputError` (one line, exit 2), naming the endpoint and the server's message.
+    """
+
+    def __init__(self, message: str, *, endpoint: str | None = None, error: GenerationError | None = None):
+        super().__init__(message)
+        self.endpoint, self.error = endpoint, error
 
 
 class MalformedResponse(Exception):

@@ -8,7 +8,13 @@ Reliability: a per-request timeout; at most ``concurrency`` requests in flight; 
 policy of :mod:`cerbero_hf.retry` (408/429/5xx, connection errors, timeouts, ``Retry-After`` honoured,
 exponential backoff with full jitter), plus malformed 2xx answers; at most ``request_attempts`` attempts.
 huggingface_hub does not retry by itself (huggingface_hub#4703). A request that still fails raises
-:class:`~cerbero_hf.stages.generate.backends.base.GenerationError`.
+:class:`~cerbero_hf.stages.generate.backends.base.GenerationError`, which keeps the server's own error text
+and says whether a retry could help (a 4xx other than 408/429 is a wrong request or setting, not a fault).
+:meth:`EndpointBackend.probe` checks that anything answers at the URL before a run starts.
+
+Tokens: chat mode reads the answer's ``usage``; completion mode reads TGI's ``x-prompt-tokens`` response
+header (``details.prefill`` is empty unless ``decoder_input_details`` is asked for) and
+``details.generated_tokens``.
 
 The API key is read from the environment variable named by ``api_key_env`` when the client is built; it is
 never stored in the pickled state, printed or written anywhere.
@@ -17,9 +23,10 @@ never stored in the pickled state, printed or written anywhere.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 
-from cerbero_hf.retry import Verdict, acall_with_retries, classify
+from cerbero_hf.retry import Verdict, acall_with_retries, call_with_retries, classify
 from cerbero_hf.stages.generate.backends.base import (
     GenerationError,
     MalformedResponse,
@@ -33,12 +40,30 @@ from cerbero_hf.stages.generate.backends.base import (
 _MALFORMED = (MalformedResponse, ValueError, KeyError, TypeError, IndexError, AttributeError)
 
 
+# the response headers of the request the current task is sending (see EndpointBackend._bind)
+_HEADERS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cerbero_hf_endpoint_headers", default=None)
+
+
 def judge(err: BaseException) -> Verdict:
     """:func:`cerbero_hf.retry.classify`, plus malformed responses (retried)."""
     verdict = classify(err)
-    if verdict.kind == "other" and isinstance(err, _MALFORMED):
+    if verdict.kind == "other" and isinstance(err, _MALFORMED) and not verdict.reason.startswith("invalid URL"):
         return Verdict(True, None, f"malformed response ({type(err).__name__})", "malformed")
     return verdict
+
+
+async def _keep_headers(response) -> None:
+    """httpx response hook: hand the headers to the request that is waiting for them."""
+    holder = _HEADERS.get()
+    if holder is not None:
+        holder.update(response.headers)
+
+
+def _int(value) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 class EndpointBackend:
@@ -102,7 +127,8 @@ class EndpointBackend:
             client = AsyncInferenceClient(base_url=self.url, api_key=key or None, timeout=self.timeout)
             # The default httpx pool caps at 100 connections; size it to our concurrency bound.
             limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-            client._async_client = httpx2.AsyncClient(limits=limits, follow_redirects=True, timeout=None)
+            client._async_client = httpx2.AsyncClient(limits=limits, follow_redirects=True, timeout=None,
+                                                       event_hooks={"response": [_keep_headers]})
             client.exit_stack.push_async_callback(client._async_client.aclose)
             self._loop, self._client, self._sem = loop, client, asyncio.Semaphore(self.concurrency)
         return self._client, self._sem
@@ -119,12 +145,17 @@ class EndpointBackend:
         async def once() -> Result:
             nonlocal tries
             tries += 1
-            async with sem:
-                self.stats["requests"] += 1
-                if hasattr(asyncio, "timeout"):  # 3.11+: no extra task per request
-                    async with asyncio.timeout(self.timeout):
-                        return await self._call(client, request)
-                return await asyncio.wait_for(self._call(client, request), self.timeout)
+            headers: dict = {}
+            token = _HEADERS.set(headers)
+            try:
+                async with sem:
+                    self.stats["requests"] += 1
+                    if hasattr(asyncio, "timeout"):  # 3.11+: no extra task per request
+                        async with asyncio.timeout(self.timeout):
+                            return await self._call(client, request, headers)
+                    return await asyncio.wait_for(self._call(client, request, headers), self.timeout)
+            finally:
+                _HEADERS.reset(token)
 
         def retried(_verdict) -> None:
             self.stats["retries"] += 1
@@ -136,13 +167,49 @@ class EndpointBackend:
             raise
         except Exception as err:  # noqa: BLE001 - judged by the retry policy
             self.stats["failed"] += 1
-            raise GenerationError(judge(err).reason, tries) from None
+            verdict = judge(err)
+            raise GenerationError(verdict.reason, tries, status=verdict.status, detail=self._detail(verdict),
+                                  transient=verdict.retry) from None
         result.attempts = attempts
         self.stats["tokens_in"] += result.tokens_in
         self.stats["tokens_out"] += result.tokens_out
         return result
 
-    async def _call(self, client, request: Request) -> Result:
+    def _detail(self, verdict: Verdict) -> str | None:
+        """The server's error text, with the API key blanked out, and a hint when no model name was sent."""
+        detail = verdict.detail
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if detail and key:
+            detail = detail.replace(key, "<redacted>")
+        if self.model is None and self.mode == "chat" and verdict.status in (400, 404, 422):
+            # huggingface_hub sends the placeholder "dummy" when no model is given
+            detail = (detail + "; " if detail else "") + ("no model name was sent (the client sent a placeholder): "
+                                                          "set the model to the name the server serves")
+        return detail
+
+    def probe(self) -> None:
+        """Check that anything answers at the URL (any HTTP status counts), retried like a request.
+
+        Raises :class:`GenerationError` when nothing answers after ``request_attempts`` attempts (connection
+        refused, unknown host, timeouts) or the URL cannot be requested at all.
+        """
+        import httpx2
+
+        tries = 0
+
+        def once() -> None:
+            nonlocal tries
+            tries += 1
+            with httpx2.Client(timeout=min(self.timeout, 10.0)) as client:
+                client.get(self.url)
+
+        try:
+            call_with_retries(once, attempts=self.request_attempts, backoff=self.backoff, max_wait=self.backoff_max)
+        except Exception as err:  # noqa: BLE001 - judged by the retry policy
+            verdict = classify(err)
+            raise GenerationError(verdict.reason, tries, transient=verdict.retry) from None
+
+    async def _call(self, client, request: Request, headers: dict) -> Result:
         if self.mode == "chat":
             out = await client.chat_completion(
                 request.messages, model=self.model, max_tokens=request.max_new_tokens,
@@ -155,8 +222,9 @@ class EndpointBackend:
             if not isinstance(text, (str, type(None))):
                 raise MalformedResponse("content is not a string")
             usage = out.usage
-            return Result(text or "", finish(choice.finish_reason), int(getattr(usage, "prompt_tokens", 0) or 0),
-                          int(getattr(usage, "completion_tokens", 0) or 0), out.model or self.model_id)
+            return Result(text or "", finish(choice.finish_reason),
+                          _int(getattr(usage, "prompt_tokens", 0)) or _int(headers.get("x-prompt-tokens")),
+                          _int(getattr(usage, "completion_tokens", 0)), out.model or self.model_id)
         out = await client.text_generation(
             request.prompt, details=True, max_new_tokens=request.max_new_tokens, do_sample=request.temperature > 0,
             temperature=request.temperature or None, top_p=request.top_p, stop=request.stop or None,
@@ -165,5 +233,7 @@ class EndpointBackend:
             raise MalformedResponse("no generated_text/details")
         details = out.details
         prefill = getattr(details, "prefill", None) or []
-        return Result(out.generated_text, finish(getattr(details, "finish_reason", None)), len(prefill),
-                      int(getattr(details, "generated_tokens", 0) or 0), self.model_id)
+        return Result(out.generated_text, finish(getattr(details, "finish_reason", None)),
+                      len(prefill) or _int(headers.get("x-prompt-tokens")),
+                      _int(getattr(details, "generated_tokens", 0)) or _int(headers.get("x-generated-tokens")),
+                      self.model_id)

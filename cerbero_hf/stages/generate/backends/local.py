@@ -171,6 +171,10 @@ class LocalBackend:
     async def aclose(self) -> None:
         return None
 
+    def close(self) -> None:
+        """Stop a batch worker an interruption left running (see :meth:`AsyncBatcher.close`)."""
+        self._batcher.close()
+
     def encode(self, request: Request) -> list[int]:
         """The token ids the model sees for ``request`` (before any cut to the model's window)."""
         if self.mode == "chat":
@@ -185,7 +189,8 @@ class LocalBackend:
             result = await self._batcher.submit(request)
         except Exception as err:  # noqa: BLE001 - a local failure is final
             self.stats["failed"] += 1
-            raise GenerationError(f"{type(err).__name__}: {err}", 1) from err
+            raise GenerationError(type(err).__name__, 1, transient=False,
+                                  detail=" ".join(str(err).split())[:300] or None) from err
         self.stats["tokens_in"] += result.tokens_in
         self.stats["tokens_out"] += result.tokens_out
         return result

@@ -1,0 +1,164 @@
+"""Hub-layout output folders: what every stage writes, and reading them back, empty configs included.
+
+``save_hub_folder(out, configs, card)`` writes each config as parquet under ``data/`` (``default``)
+or ``<config>/``, plus a README.md whose ``configs:`` YAML makes ``load_dataset(out)`` and
+``load_dataset(out, "rejected")`` work before anything is pushed (datasets 5 has no loading scripts).
+
+Empty configs. ``datasets`` cannot load a split with zero rows (``load_dataset`` raises ``Instruction 'train'
+corresponds to no data``, however the file is written; huggingface/datasets#8401 is open). So a config with
+no rows is still written, as a zero-row parquet file with its schema, but the README only announces it when
+it is ``default`` (announcing nothing would make ``load_dataset(out)`` fall back to another config's rows):
+every other announced config loads. :func:`load_config` reads any config of such a folder, empty ones
+included, and :func:`load_calls` gives the ``load_dataset`` calls that work on it (what the CLI prints).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cerbero_hf.errors import InputError
+
+
+def config_dir(config: str) -> str:
+    return "data" if config == "default" else config
+
+
+def _drop_stale_configs(out: Path, configs: dict) -> None:
+    """Delete the parquet files of configs an earlier write listed but this one does not (e.g. a ``rejected``
+    config that is now empty), so a re-run never leaves stale rows to be published."""
+    readme = out / "README.md"
+    if not readme.exists():
+        return
+    from huggingface_hub import DatasetCard
+
+    try:
+        previous = DatasetCard.load(readme).data.to_dict().get("configs") or []
+    except Exception:  # noqa: BLE001 - a README we did not write: leave its files alone
+        return
+    for entry in previous:
+        name = entry.get("config_name")
+        if name and name not in configs:
+            for old in (out / config_dir(name)).glob("train-*.parquet"):
+                old.unlink()
+
+
+def arrow_nbytes(ds) -> int:
+    """The in-memory Arrow size of ``ds``'s rows (what ``num_bytes`` means), also after ``filter``/``select``:
+    ``ds.data.nbytes`` alone is the whole underlying table's size when ``ds`` has an indices mapping."""
+    if len(ds) == 0:
+        return 0
+    if getattr(ds, "_indices", None) is None:
+        return ds.data.nbytes
+    return sum(batch.nbytes for batch in ds.with_format("arrow").iter(batch_size=10_000))
+
+
+def save_hub_folder(out: str | os.PathLike, configs: dict, *, card_data: dict | None = None, body: str = "",
+                    pretty_name: str | None = None) -> Path:
+    """Write ``{config: Dataset}`` as a Hub-layout folder with a README dataset card.
+
+    ``default`` is the default config. ``card_data`` goes into the YAML header (language, license,
+    tags, ...; the ``cerbero-hf`` tag is always added: :mod:`cerbero_hf.outputs` recognises our folders by it);
+    ``body`` is the Markdown below it (:func:`cerbero_hf.cards.stage_body` renders a stage's). A config with no
+    rows is written (zero-row parquet with its schema) but announced only when it is ``default`` (module
+    docstring).
+    """
+    from huggingface_hub import DatasetCardData
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _drop_stale_configs(out, configs)
+    entries, infos = [], []
+    for name, ds in configs.items():
+        d = out / config_dir(name)
+        d.mkdir(parents=True, exist_ok=True)
+        for old in d.glob("train-*.parquet"):
+            old.unlink()
+        ds.to_parquet(str(d / "train-00000-of-00001.parquet"))
+        if len(ds) == 0 and name != "default":
+            continue  # datasets cannot load it: not announced (load_config still reads it)
+        # Sizes in the card (as push_to_hub writes them). datasets hashes a local folder's cache key from the
+        # README (configs + dataset_info) only, not from the files: without them, load_dataset(out) returns
+        # stale rows after out is rewritten, or another folder's rows (datasets#6465-like).
+        size = (d / "train-00000-of-00001.parquet").stat().st_size
+        nbytes = arrow_nbytes(ds)
+        infos.append({"config_name": name, "download_size": size, "dataset_size": nbytes,
+                      "splits": [{"name": "train", "num_bytes": nbytes, "num_examples": len(ds)}]})
+        entry = {"config_name": name, "data_files": [{"split": "train", "path": f"{config_dir(name)}/train-*"}]}
+        if name == "default":
+            entry["default"] = True
+        entries.append(entry)
+    card_data = dict(card_data or {})
+    card_data["tags"] = list(dict.fromkeys([*(card_data.get("tags") or []), "cerbero-hf"]))
+    data = DatasetCardData(**card_data, configs=entries, dataset_info=infos)
+    if pretty_name:
+        data.pretty_name = pretty_name
+    from cerbero_hf.cards import render
+
+    render("folder", data, body=body).save(str(out / "README.md"))
+    return out
+
+
+def _announced(out: Path) -> dict[str, int | None]:
+    """The configs a folder's README announces, with their row counts from ``dataset_info`` (None: unknown)."""
+    import yaml
+
+    text = (out / "README.md").read_text(encoding="utf-8") if (out / "README.md").is_file() else ""
+    if not text.startswith("---"):
+        return {}
+    end = text.find("\n---", 3)
+    try:
+        data = yaml.safe_load(text[3:end if end > 0 else None]) or {}
+    except yaml.YAMLError:
+        return {}
+    rows = {}
+    for info in data.get("dataset_info") or []:
+        if isinstance(info, dict):
+            rows[info.get("config_name", "default")] = sum(s.get("num_examples", 0) for s in info.get("splits") or [])
+    return {c["config_name"]: rows.get(c["config_name"]) for c in data.get("configs") or []
+            if isinstance(c, dict) and c.get("config_name")}
+
+
+def load_config(spec: str | os.PathLike, config: str = "default"):
+    """``load_table(spec, config=...)``, except that a config of a local Hub-layout folder with zero rows is
+    read as an empty ``datasets.Dataset`` with its schema (``datasets`` cannot load an empty split).
+
+    Raises:
+        InputError: the folder has no such config, or it cannot be read.
+    """
+    path = Path(spec)
+    files = sorted((path / config_dir(config)).glob("train-*.parquet")) if path.is_dir() else []
+    if files:
+        import pyarrow.parquet as pq
+
+        if sum(pq.ParquetFile(f).metadata.num_rows for f in files) == 0:
+            import datasets
+
+            return datasets.Dataset(pq.read_table(files[0]))
+    if path.is_dir() and config != "default" and config not in _announced(path):
+        raise InputError(f"no config {config!r} (announced: {', '.join(_announced(path)) or 'none'})",
+                         file=str(spec))
+    from cerbero_hf.io import load_table
+
+    return load_table(spec, config=None if config == "default" else config)
+
+
+def load_calls(out: str | os.PathLike) -> list[str]:
+    """The ``load_dataset(...)`` calls that load folder ``out``: one per announced config with rows."""
+    out_text = str(out)
+    calls = []
+    for name, rows in _announced(Path(out)).items():
+        if rows == 0:
+            continue
+        calls.append(f"load_dataset({out_text!r})" if name == "default" else f"load_dataset({out_text!r}, {name!r})")
+    return calls
+
+
+def wrote_line(out: str | os.PathLike) -> str:
+    """What a CLI prints after writing folder ``out``: the ``load_dataset`` calls that work on it."""
+    calls = load_calls(out)
+    empty = [name for name, rows in _announced(Path(out)).items() if rows == 0]
+    if not calls:
+        return f"Wrote {out}: no rows ({', '.join(empty) or 'default'} is empty)."
+    note = f" ({', '.join(empty)}: no rows)" if empty else ""
+    return f"Wrote {out}: {' and '.join(calls)}{note}."
