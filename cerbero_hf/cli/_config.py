@@ -106,18 +106,14 @@ def config_command(app, name: str, *configs: type, arguments: list[tuple] = (), 
         if writes_folder:
             params.append(overwrite_switch())
 
+        # each config's CLI fields (a flag two configs share, e.g. language, feeds both)
+        fields_of = {cls: [s["name"] for s in field_specs(cls) if s["cli"]] for cls in configs}
+        flags = {s["name"] for s in specs}
+
         def command(**kwargs):
-            built = []
-            for cls in configs:
-                values = {}
-                for spec in specs:
-                    if spec["config"] is not cls and spec["name"] not in {f["name"] for f in field_specs(cls)}:
-                        continue
-                    if kwargs.get(spec["name"]) is not None:
-                        values[spec["name"]] = kwargs[spec["name"]]
-                built.append(build(cls, values))
-            rest = {k: v for k, v in kwargs.items() if k not in {s["name"] for s in specs}}
-            return body(*built, **rest)
+            built = [build(cls, {name: kwargs[name] for name in names if kwargs.get(name) is not None})
+                     for cls, names in fields_of.items()]
+            return body(*built, **{k: v for k, v in kwargs.items() if k not in flags})
 
         command.__signature__ = inspect.Signature(params)
         command.__annotations__ = {p.name: p.annotation for p in params}
