@@ -1,8 +1,10 @@
 """The YAML recipe, built from the stage registry, and the runner behind ``cerbero-hf run RECIPE.yaml``.
 
-A recipe has ``output_dir``, ``language``, ``seed`` and one section per stage of
+A recipe has ``output_dir``, ``language``, ``seed``, an optional ``engine`` section
+(:class:`cerbero_hf.engine.EngineConfig`: where ``score`` and ``generate`` run) and one section per stage of
 :data:`cerbero_hf.stages.NAMES`; each section holds that stage's config keys (the same names as its CLI
-flags) plus ``enabled``. ``language`` and ``seed`` fill the sections that do not set their own.
+flags) plus ``enabled``. ``language`` and ``seed`` fill the sections that do not set their own. The engine is
+not part of any stage's cache key: both engines write the same output.
 
 Everything is checked when the recipe is loaded, before any stage runs: unknown keys, types, ranges and
 choices of every section and ``--set`` override, and that every enabled stage's inputs come from an
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cerbero_hf.config import coerce, from_dict, load_yaml
+from cerbero_hf.engine import EngineConfig
 from cerbero_hf.errors import InputError
 from cerbero_hf.outputs import writes_output
 from cerbero_hf.redact import redact
@@ -43,6 +46,7 @@ class Recipe:
     output_dir: str = "runs/cerbero"
     language: str = "it"
     seed: int = 42
+    engine: EngineConfig = field(default_factory=EngineConfig)
     configs: dict[str, Any] = field(default_factory=dict)
     switches: dict[str, bool] = field(default_factory=dict)
 
@@ -59,7 +63,8 @@ class Recipe:
         return self.switches.get(name, get_stage(name).enabled)
 
     def to_dict(self) -> dict:
-        out: dict[str, Any] = {"output_dir": self.output_dir, "language": self.language, "seed": self.seed}
+        out: dict[str, Any] = {"output_dir": self.output_dir, "language": self.language, "seed": self.seed,
+                               "engine": config_dict(self.engine)}
         for name in NAMES:
             out[name] = {"enabled": self.enabled(name), **config_dict(self.configs[name])}
         return out
@@ -98,13 +103,17 @@ def parse_recipe(data: dict, file: str | None = None) -> Recipe:
     """Validate a recipe mapping into a :class:`Recipe`; every error names its key (``generate.threshold``)."""
     if not isinstance(data, dict):
         raise InputError("a recipe must be a YAML mapping", file=file)
-    known = list(TOP_LEVEL) + list(NAMES)
+    known = list(TOP_LEVEL) + [EngineConfig.SECTION] + list(NAMES)
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise InputError(f"unknown recipe section {unknown[0]!r}; expected {', '.join(known)}", file=file,
                          column=unknown[0])
     top = {k: coerce(data[k], tp, k) for k, tp in TOP_LEVEL.items() if k in data}
-    recipe = Recipe(**top)
+    engine = data.get(EngineConfig.SECTION) or {}
+    if not isinstance(engine, dict):
+        raise InputError(f"section {EngineConfig.SECTION!r} must be a mapping", file=file, column=EngineConfig.SECTION)
+    # an empty value (``address: ${RAY_ADDRESS:-}``) means "not set"
+    recipe = Recipe(**top, engine=from_dict(EngineConfig, {k: v for k, v in engine.items() if v != ""}, file=file))
     defaults = {"language": recipe.language, "seed": recipe.seed}
     for name in NAMES:
         stage = get_stage(name)
@@ -238,7 +247,7 @@ def run_recipe(recipe: Recipe, *, only: list[str] | None = None, force: bool = F
             on_stage(name, "running", None)
         ctx = Context(output=out / stage.folder, inputs={i: results[i] for i in stage.inputs if i in results},
                       configs={i: recipe.configs[i] for i in stage.inputs if recipe.enabled(i)},
-                      language=recipe.language, seed=recipe.seed, overwrite=overwrite,
+                      language=recipe.language, seed=recipe.seed, overwrite=overwrite, engine=recipe.engine,
                       on_event=(lambda event, stats, name=name: on_event(name, event, stats)) if on_event else None)
         result = stage.run(recipe.configs[name], ctx)
         results[name] = result

@@ -7,6 +7,7 @@ the command runs the same ``run_generate`` as the recipe, with a progress bar an
 from __future__ import annotations
 
 from cerbero_hf.cli._config import config_command, flag_name
+from cerbero_hf.engine import EngineConfig
 from cerbero_hf.stages.generate.stage import GenerateConfig
 
 ORDER = 20
@@ -38,10 +39,10 @@ def _resume_hint(config: GenerateConfig, output: str) -> str:
 
 
 def register(app) -> None:
-    @config_command(app, "generate", GenerateConfig, arguments=[
+    @config_command(app, "generate", GenerateConfig, EngineConfig, arguments=[
         ("seeds", "Seed conversations: a folder/file/Hub id (output of `seeds`)."),
         ("output", "Output folder (Hub layout: data/, rejected/, README.md).")], writes_folder=True)
-    def generate(config: GenerateConfig, seeds: str, output: str, overwrite: bool = False) -> None:
+    def generate(config: GenerateConfig, engine: EngineConfig, seeds: str, output: str, overwrite: bool = False) -> None:
         """Extend seed conversations with a generator playing both roles; reject near-duplicates (paper §3.3)."""
         import shlex
         import sys
@@ -85,7 +86,7 @@ def register(app) -> None:
 
         command = "cerbero-hf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
         ctx = Context(output=Path(output), inputs={"seeds": SeedsResult(seeds=seeds)}, language=config.language,
-                      seed=config.seed, on_event=on_event, command=command, overwrite=overwrite)
+                      seed=config.seed, on_event=on_event, command=command, overwrite=overwrite, engine=engine)
         result = None
         try:
             result = run_generate(config, ctx)

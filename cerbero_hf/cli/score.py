@@ -22,6 +22,7 @@ from typing import Annotated, Optional
 import typer
 
 from cerbero_hf.cli._config import config_command
+from cerbero_hf.engine import EngineConfig
 from cerbero_hf.stages.quality.stage import FilterConfig, ScoreConfig
 
 ORDER = 40
@@ -148,11 +149,12 @@ MODE_SWITCHES = [
 
 
 def register(app) -> None:
-    @config_command(app, "score", ScoreConfig, FilterConfig, arguments=[
+    @config_command(app, "score", ScoreConfig, FilterConfig, EngineConfig, arguments=[
         ("paths", "INPUT OUTPUT: a corpus in `messages` form and the output folder; with --compare, FOLDER...: "
                   "the scored folders to compare.", Optional[list[str]], None, "INPUT OUTPUT | FOLDER...")],
         extra=MODE_SWITCHES, writes_folder=True)
-    def score(score_config: ScoreConfig, filter_config: FilterConfig, paths: Optional[list[str]] = None,
+    def score(score_config: ScoreConfig, filter_config: FilterConfig, engine: EngineConfig,
+              paths: Optional[list[str]] = None,
               compare: bool = False, plot: Optional[Path] = None, include_rejected: bool = False,
               overwrite: bool = False) -> None:
         """Score messages with a masked LM and keep those with NLL < 2 (paper §4), or compare corpora."""
@@ -169,10 +171,11 @@ def register(app) -> None:
         from cerbero_hf.outputs import prepare_output
 
         with prepare_output(paths[1], [paths[0]], overwrite=overwrite):  # before anything is loaded or written
-            _run(*paths, score_config, filter_config)
+            _run(*paths, score_config, filter_config, engine)
 
 
-def _run(input: str, output: str, score_config: ScoreConfig, filter_config: FilterConfig) -> None:
+def _run(input: str, output: str, score_config: ScoreConfig, filter_config: FilterConfig,
+         engine: EngineConfig | None = None) -> None:
     """Score ``input`` with a progress bar, filter it and write ``output`` (kept + rejected + card)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -70,6 +70,7 @@ class Context:
         configs: the configs of the stages it reads (name -> config), for cards that name their models.
         overwrite: write into an output folder that holds files cerbero-hf did not write (``--overwrite``;
             see :mod:`cerbero_hf.outputs`).
+        engine: where the heavy work runs (:class:`cerbero_hf.engine.EngineConfig`; ``None``: in this process).
     """
 
     output: Path
@@ -80,6 +81,7 @@ class Context:
     command: str | None = None
     configs: dict[str, Any] = field(default_factory=dict)
     overwrite: bool = False
+    engine: Any = None
 
     def input(self, name: str) -> Result:
         """The result of the earlier stage ``name``, or an input error saying which stage to enable."""

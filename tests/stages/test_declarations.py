@@ -12,6 +12,7 @@ from typer.core import TyperOption
 from cerbero_hf.cli import app
 from cerbero_hf.cli._config import _default_text, flag_name
 from cerbero_hf.config import field_specs
+from cerbero_hf.engine import EngineConfig
 from cerbero_hf.recipe import parse_recipe
 from cerbero_hf.stages import NAMES, get_stage
 
@@ -34,8 +35,14 @@ def _options(command: str) -> dict[str, TyperOption]:
     return {p.name: p for p in group.commands[command].params if isinstance(p, TyperOption)}
 
 
+# commands whose heavy work can run on Ray: they also take the engine's flags (--engine, --ray-address, ...),
+# which are the recipe's top-level `engine:` section
+ENGINE_COMMANDS = {"score", "generate"}
+
+
 def _configs_of(command: str) -> list[type]:
-    return [get_stage(s).config for s, c in COMMAND.items() if c == command]
+    configs = [get_stage(s).config for s, c in COMMAND.items() if c == command]
+    return configs + ([EngineConfig] if command in ENGINE_COMMANDS else [])
 
 
 @pytest.mark.parametrize("command", sorted(set(COMMAND.values())))
@@ -66,3 +73,13 @@ def test_every_stage_is_registered_with_a_config_a_result_and_declared_inputs():
         stage = get_stage(name)
         assert stage.name == name and dataclasses.is_dataclass(stage.result)
         assert all(NAMES.index(i) < NAMES.index(name) for i in stage.inputs), name
+
+
+def test_the_engine_section_keys_are_the_engine_flags():
+    recipe = parse_recipe({"engine": {"kind": "ray", "address": "", "workers": 2},
+                           **{name: {"enabled": False} for name in NAMES}})
+    assert set(recipe.to_dict()["engine"]) == {f.name for f in dataclasses.fields(EngineConfig)}
+    assert recipe.engine == EngineConfig(kind="ray", workers=2)  # an empty address is "not set"
+    for command in ENGINE_COMMANDS:
+        options = _options(command)
+        assert {flag_name(s) for s in field_specs(EngineConfig)} <= {o for p in options.values() for o in p.opts}
