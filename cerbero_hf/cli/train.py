@@ -103,10 +103,11 @@ def parse_train_args(argv: list[str]):
     if recipe:
         from cerbero_hf.recipe import expand_env
 
-        data = expand_env(load_yaml(recipe, "recipe"))
-        section = data.get("train", data) or {}
+        data = load_yaml(recipe, "recipe")
+        # only what train reads is expanded: ${TGI_URL} in the generate section is no concern of training
+        section = expand_env(data.get("train", data) or {}, "train" if "train" in data else "")
         if "train" in data:
-            defaults = {k: data[k] for k in ("language", "seed") if k in data}
+            defaults = expand_env({k: data[k] for k in ("language", "seed") if k in data})
     *corpora, output = rest or [None]
     if output is not None:
         given["output_dir"] = output

@@ -156,3 +156,23 @@ def test_multi_gpu_configs_load():
     assert load_config_from_file(str(root / "multi_gpu.yaml")).distributed_type == "MULTI_GPU"
     ds = json.loads((root / "ds_zero1.json").read_text())
     assert ds["zero_optimization"]["stage"] == 1 and ds["train_micro_batch_size_per_gpu"] == "auto"
+
+
+
+def test_the_papers_recipe_trains_without_the_generators_variables(monkeypatch, tmp_path):
+    """`train --config configs/cerbero-7b.yaml` reads only the train section: ${TGI_URL} elsewhere is no error,
+    while a variable the train section itself names still is."""
+    from pathlib import Path
+
+    import yaml
+
+    from cerbero_hf.errors import InputError
+
+    monkeypatch.delenv("TGI_URL", raising=False)
+    recipe = Path(__file__).resolve().parents[3] / "configs" / "cerbero-7b.yaml"
+    cfg = parse_train_args(["--config", str(recipe), "fauno=x", "out"])
+    assert cfg.model == yaml.safe_load(recipe.read_text())["train"]["model"]
+    monkeypatch.delenv("NO_SUCH_MODEL_VAR", raising=False)
+    (tmp_path / "r.yaml").write_text("generate:\n  endpoint: ${TGI_URL}\ntrain:\n  model: ${NO_SUCH_MODEL_VAR}\n")
+    with pytest.raises(InputError, match="NO_SUCH_MODEL_VAR"):
+        parse_train_args(["--config", str(tmp_path / "r.yaml"), "fauno=x", "out"])
