@@ -146,6 +146,18 @@ def test_text_column_option_and_input_errors():
         Refiner().run(Dataset.from_dict({"messages": [3]}), file="x.jsonl")
 
 
+
+def test_a_transcript_holding_an_oversized_message_is_rejected_with_its_size():
+    """The schema check cannot see inside a transcript: the message size limit applies once it is parsed."""
+    from cerbero_hf.schema import MAX_MESSAGE_CHARS
+
+    huge = "parola " * (MAX_MESSAGE_CHARS // 7 + 10)
+    ds = Dataset.from_dict({"testo": ["[|Umano|] Ciao\n[|AI|] Salve", f"[|Umano|] Ciao\n[|AI|] {huge}"]})
+    kept, rejected, report = Refiner(text_column="testo", use_lingua=False).run(ds)
+    assert [r["id"] for r in kept] == ["row-0"] and [r["id"] for r in rejected] == ["row-1"]
+    assert rejected[0]["rule"] == "turn_order" and "over the limit" in rejected[0]["reason"]
+
+
 EXPECTED = json.loads((DATA / "fauno_sample_expected.json").read_text(encoding="utf-8"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cerbero_hf.schema import MAX_MESSAGE_CHARS
 from cerbero_hf.stages.refine.rules.base import CHAT_ROLES, Filter, Formatter
 
 
@@ -24,7 +25,9 @@ class TrailingUserTurns(Formatter):
 
 
 class TurnOrder(Filter):
-    """Strict user -> assistant alternation starting with the user, no empty turn, at least one exchange.
+    """Strict user -> assistant alternation starting with the user, no empty turn, at least one exchange, and no
+    message over :data:`~cerbero_hf.schema.MAX_MESSAGE_CHARS` characters (a transcript is split into messages only
+    by :class:`~cerbero_hf.stages.refine.rules.tag_repair.TagRepair`, after the schema check).
 
     A trailing user turn is allowed here: :class:`TrailingUserTurns` (run before) trims it. Input column:
     ``messages``. Output: keep or ``(False, reason)``. Alone: ``ds.filter(TurnOrder())``.
@@ -40,6 +43,8 @@ class TurnOrder(Filter):
                 return False, f"message {i} is {m['role']}, expected {expected}"
             if not m["content"].strip():
                 return False, f"message {i} ({m['role']}) is empty"
+            if len(m["content"]) > MAX_MESSAGE_CHARS:
+                return False, f"message {i} is {len(m['content']):,} characters, over the limit of {MAX_MESSAGE_CHARS:,}"
         if len(messages) < 2:
             return False, "no complete user -> assistant exchange"
         return True
