@@ -6,11 +6,14 @@ corpus: keep the first, drop later near-duplicates of *kept* rows (never assumin
 neighbour is itself).
 
 * :func:`near_duplicate_mask` / :func:`near_duplicates`: the rule on a matrix of vectors, blockwise.
-* :func:`dedup_dataset`: the rule on a corpus in our row schema; returns kept and rejected rows.
+* :func:`dedup_dataset`: the rule on a corpus in our row schema; returns kept and rejected rows. Its steps
+  (:func:`flags_function`, :func:`initial_vectors`, :func:`split_verdicts`) are shared with the Ray engine's
+  :func:`~cerbero_hf.stages.generate.ray_dedup.dedup_on_ray`, which embeds in actors and gives the same result.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import numpy as np
@@ -74,6 +77,55 @@ def _generated_flags(row: dict, origin_key: str) -> list[bool]:
     return [True] * len(row["messages"])
 
 
+def flags_function(origin_key: str = "origin", is_generated: Callable[[dict], list[bool]] | None = None
+                   ) -> Callable[[dict], list[bool]]:
+    """``is_generated``, else the rule of :func:`dedup_dataset`: ``meta[origin_key]`` (picklable, for workers)."""
+    return is_generated or functools.partial(_generated_flags, origin_key=origin_key)
+
+
+def initial_vectors(initial: Any, seed_vectors: Any) -> np.ndarray | None:
+    """The store the pass starts from: ``initial`` then the vectors of the distinct seed messages (or None)."""
+    init = [] if initial is None else [normalise(initial)]
+    if seed_vectors is not None and len(seed_vectors):
+        init.append(seed_vectors)
+    return np.concatenate(init) if init else None
+
+
+def split_verdicts(ds, groups: Any, keep: np.ndarray, dup_of: np.ndarray, sims: np.ndarray,
+                   threshold: float = DEFAULT_THRESHOLD, rule: str = "near-duplicate"):
+    """Turn the verdicts of :func:`near_duplicates` (one per generated message) into kept and rejected rows.
+
+    Args:
+        ds: the corpus (a ``datasets.Dataset``; columns ``id``, ``messages``, ``source``, ``meta``).
+        groups: the row of ``ds`` of each generated message, in the order the pass saw them.
+        keep, dup_of, sims: :func:`near_duplicates`' output for those messages.
+
+    Returns:
+        ``(kept, rejected)`` Datasets as :func:`dedup_dataset` describes them.
+    """
+    from datasets import Dataset
+
+    from cerbero_hf.schema import rejected_features
+
+    ids = list(ds["id"])
+    drop_rows: dict[int, str] = {}
+    for k in np.flatnonzero(~keep):
+        r = int(groups[k])
+        if r in drop_rows or sims[k] <= threshold + FLOAT_TOLERANCE:
+            continue  # another message of the row caused it, or this one was only dragged along
+        other = ids[groups[dup_of[k]]] if dup_of[k] >= 0 else "a seed message"
+        drop_rows[r] = f"{rule} of {other} (cos={sims[k]:.2f})"
+    kept = ds.select([i for i in range(len(ds)) if i not in drop_rows])
+    rej_rows = []
+    for i, reason in sorted(drop_rows.items()):
+        row = dict(ds[i])
+        row.update(rule=rule, reason=reason)
+        rej_rows.append(row)
+    rejected = Dataset.from_list(rej_rows, features=rejected_features()) if rej_rows else \
+        Dataset.from_dict({k: [] for k in rejected_features()}, features=rejected_features())
+    return kept, rejected
+
+
 def dedup_dataset(ds, embedder: Embedder, threshold: float = DEFAULT_THRESHOLD, origin_key: str = "origin",
                   initial: Any = None, is_generated: Callable[[dict], list[bool]] | None = None,
                   rule: str = "near-duplicate"):
@@ -89,11 +141,7 @@ def dedup_dataset(ds, embedder: Embedder, threshold: float = DEFAULT_THRESHOLD, 
         ``(kept, rejected)`` Datasets; ``rejected`` adds ``rule`` and ``reason`` like
         ``"near-duplicate of <id> (cos=0.93)"``. ``len(kept) + len(rejected) == len(ds)``.
     """
-    from datasets import Dataset
-
-    from cerbero_hf.schema import rejected_features
-
-    flags_of = is_generated or (lambda r: _generated_flags(r, origin_key))
+    flags_of = flags_function(origin_key, is_generated)
     texts, groups, seeds = [], [], []
     for i, row in enumerate(ds):
         for m, gen in zip(row["messages"], flags_of(row)):
@@ -101,26 +149,7 @@ def dedup_dataset(ds, embedder: Embedder, threshold: float = DEFAULT_THRESHOLD, 
             if gen:
                 groups.append(i)
     vecs = embedder.encode(texts) if texts else np.zeros((0, 1), np.float32)
-    init = [] if initial is None else [normalise(initial)]
     uniq = list(dict.fromkeys(seeds))
-    if uniq:
-        init.append(embedder.encode(uniq))
-    init = np.concatenate(init) if init else None
+    init = initial_vectors(initial, embedder.encode(uniq) if uniq else None)
     keep, dup_of, sims = near_duplicates(vecs, threshold, groups=groups, initial=init)
-    ids = list(ds["id"])
-    drop_rows: dict[int, str] = {}
-    for k in np.flatnonzero(~keep):
-        r = groups[k]
-        if r in drop_rows or sims[k] <= threshold + FLOAT_TOLERANCE:
-            continue  # another message of the row caused it, or this one was only dragged along
-        other = ids[groups[dup_of[k]]] if dup_of[k] >= 0 else "a seed message"
-        drop_rows[r] = f"{rule} of {other} (cos={sims[k]:.2f})"
-    kept = ds.select([i for i in range(len(ds)) if i not in drop_rows])
-    rej_rows = []
-    for i, reason in sorted(drop_rows.items()):
-        row = dict(ds[i])
-        row.update(rule=rule, reason=reason)
-        rej_rows.append(row)
-    rejected = Dataset.from_list(rej_rows, features=rejected_features()) if rej_rows else \
-        Dataset.from_dict({k: [] for k in rejected_features()}, features=rejected_features())
-    return kept, rejected
+    return split_verdicts(ds, groups, keep, dup_of, sims, threshold, rule)
