@@ -146,7 +146,9 @@ def ray_session(config: EngineConfig):
     owned = not ray.is_initialized()
     address = resolve_address(config)
     if owned:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report: runs stay offline
+        # no usage report. (Ray's dashboard process still asks the cloud metadata servers once at start-up:
+        # see docs/deployment.md, "Beyond one machine: Ray".)
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         if address == "local":
             kwargs.update(num_cpus=config.num_cpus or os.cpu_count() or 1, _node_ip_address="127.0.0.1")

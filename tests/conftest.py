@@ -24,6 +24,13 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ.pop("TRANSFORMERS_OFFLINE", None)
+# Nothing a test starts may reach beyond this machine. Ray's dashboard process asks the cloud metadata servers
+# (http://169.254.169.254, http://metadata.google.internal) at start-up even with usage stats off (ray 2.60,
+# usage_stats_head): plain-http requests made through `requests` go to a closed local port instead. Loopback goes
+# direct; https (pip in the packaging test) is untouched. Ray's workers inherit this from the test's process.
+os.environ["http_proxy"] = os.environ["HTTP_PROXY"] = "http://127.0.0.1:9"
+os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost,::1"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 
 @pytest.fixture(scope="session", autouse=True)

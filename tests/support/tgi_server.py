@@ -11,8 +11,9 @@ Faults: ``server.faults`` is a list consumed one per generation request, front f
 ``server.slow_s`` before answering), ``"reset"`` (close the connection without an answer),
 ``"malformed"`` (200 with invalid JSON), ``"empty"`` (200 with an empty generated text) or
 ``"text:<s>"`` (200 with ``<s>`` as the generated text). ``server.fault_fn(n)`` may instead return a
-fault for request number ``n``. ``server.log`` records every generation request (route, fault, Authorization header);
-``server.max_inflight`` is the most requests handled at once.
+fault for request number ``n``; ``server.text_fn(body)`` may return the text to answer a request (its JSON
+body) instead of generating one (``None``: no say). ``server.log`` records every generation request (route, fault,
+Authorization header); ``server.max_inflight`` is the most requests handled at once.
 
 Run standalone: ``python tests/support/tgi_server.py MODEL_DIR --port 8080``.
 """
@@ -39,6 +40,7 @@ class TGIServer:
         self.lock = threading.Lock()
         self.faults: list[str] = []
         self.fault_fn = None
+        self.text_fn = None
         self.slow_s = 3.0
         self.log: list[dict] = []
         self.inflight = self.max_inflight = 0
@@ -59,13 +61,15 @@ class TGIServer:
 
     def reset(self) -> None:
         with self.lock:
-            self.faults, self.fault_fn, self.log = [], None, []
+            self.faults, self.fault_fn, self.text_fn, self.log = [], None, None, []
             self.inflight = self.max_inflight = 0
 
-    def next_fault(self, route: str, auth: str | None = None) -> str:
+    def next_fault(self, route: str, auth: str | None = None, body: dict | None = None) -> str:
         with self.lock:
             n = len(self.log)
             fault = self.fault_fn(n) if self.fault_fn else (self.faults.pop(0) if self.faults else "ok")
+            text = self.text_fn(body or {}) if self.text_fn and fault == "ok" else None
+            fault = fault if text is None else f"text:{text}"
             self.log.append({"route": route, "fault": fault, "auth": auth})
             return fault
 
@@ -125,7 +129,7 @@ def _handler(server: TGIServer):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             if self.path not in ("/", "/generate", "/v1/chat/completions"):
                 return self._send(404, {"error": "not found"})
-            fault = server.next_fault(self.path, self.headers.get("Authorization"))
+            fault = server.next_fault(self.path, self.headers.get("Authorization"), body)
             with server.lock:
                 server.inflight += 1
                 server.max_inflight = max(server.max_inflight, server.inflight)

@@ -15,6 +15,10 @@ non-transient way, the run stops with an input error instead of writing a corpus
 
 Resume: the request cache lives beside the output (``<out>.cache.sqlite`` by default); re-running
 with the same arguments replays finished requests and writes every conversation exactly once.
+
+The pieces, shared with the Ray run (:mod:`cerbero_hf.stages.generate.ray_generate`): :func:`plan_conversations`
+(what to generate), :func:`open_cache` / :func:`make_selfchat` (the cache and the row transform), and
+:func:`write_corpus` (rows in plan order -> the folder, the card and the summary).
 """
 
 from __future__ import annotations
@@ -66,6 +70,24 @@ def seed_messages(seeds) -> list[str]:
     return list(dict.fromkeys(m["content"] for row in seeds["messages"] for m in row))
 
 
+def open_cache(cache_path, out_dir):
+    """The replay cache at ``cache_path`` (``"auto"``: :func:`default_cache_path`), or None (no resume)."""
+    from cerbero_hf.stages.generate.cache import RequestCache
+
+    if cache_path == "auto":
+        cache_path = default_cache_path(out_dir)
+    return RequestCache(cache_path) if cache_path else None
+
+
+def make_selfchat(seeds, backend, embedder, *, conversations: int, threshold: float = 0.9, seed: int = 42, cache=None,
+                  language: str = "it", fail_fast: int = 3, **selfchat_kwargs):
+    """The :class:`SelfChat` row transform of a run over ``seeds`` (``conversations`` planned rows)."""
+    from cerbero_hf.stages.generate.selfchat import SelfChat
+
+    return SelfChat(backend, embedder, language=language, seed_texts=seed_messages(seeds), threshold=threshold,
+                    seed=seed, cache=cache, fail_fast=min(fail_fast, conversations), **selfchat_kwargs)
+
+
 def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int | None = None, seed: int = 42,
                     threshold: float = 0.9, cache_path: str | Path | None = "auto", language: str = "it",
                     on_event=None, map_progress: bool = True, command: str | None = None, fail_fast: int = 3,
@@ -90,19 +112,13 @@ def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int
     """
     import asyncio
 
-    from cerbero_hf.io import save_hub_folder
-    from cerbero_hf.schema import features, rejected_features, update_meta
-    from cerbero_hf.stages.generate.cache import RequestCache
-    from cerbero_hf.stages.generate.selfchat import REJECT_REASONS, SelfChat
-    from cerbero_hf.stages.refine.rules import LanguageCheck
+    from cerbero_hf.schema import features
 
     out_dir = Path(out_dir)
-    if cache_path == "auto":
-        cache_path = default_cache_path(out_dir)
-    cache = RequestCache(cache_path) if cache_path else None
+    cache = open_cache(cache_path, out_dir)
     plan = plan_conversations(seeds, max_conversations, seed)
-    chat = SelfChat(backend, embedder, language=language, seed_texts=seed_messages(seeds), threshold=threshold,
-                    seed=seed, cache=cache, fail_fast=min(fail_fast, len(plan)), **selfchat_kwargs)
+    chat = make_selfchat(seeds, backend, embedder, conversations=len(plan), threshold=threshold, seed=seed,
+                         cache=cache, language=language, fail_fast=fail_fast, **selfchat_kwargs)
     if on_event is not None:
         on_event("planned", {"conversations": len(plan)})
         chat.on_event = on_event
@@ -116,8 +132,31 @@ def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int
             asyncio.run(backend.aclose())
         except RuntimeError:
             pass
+    result = write_corpus(out_dir, list(done), chat, chat.stats, seed_conversations=len(seeds), command=command)
+    if cache is not None:
+        cache.close()
+    return result
+
+
+def write_corpus(out_dir, rows: list[dict], chat, stats, *, seed_conversations: int, command: str | None = None,
+                 store_size: int | None = None, final_pass=None) -> dict:
+    """Write the folder ``out_dir`` from the finished ``rows`` (plan order); returns ``{"params", "summary"}``.
+
+    Args:
+        rows: SelfChat's output rows (corpus schema), one per planned conversation, in plan order.
+        chat: the run's :class:`SelfChat` (its settings, pack, embedder and store go into the card).
+        stats: SelfChat's counters (``chat.stats``, or the sum of every worker's).
+        store_size: vectors in the diversity store at the end (default: ``len(chat.store)``).
+        final_pass: optional ``final_pass(kept rows) -> (kept rows, rejected rows with rule and reason)``: the
+            order-aware near-duplicate check; its rejected rows join the ``rejected`` config (in plan order) and
+            their number is the summary's ``near_duplicates``.
+    """
+    from cerbero_hf.io import save_hub_folder
+    from cerbero_hf.schema import features, rejected_features, update_meta
+    from cerbero_hf.stages.generate.selfchat import REJECT_REASONS
+    from cerbero_hf.stages.refine.rules import LanguageCheck
+
     kept, failed = [], []
-    rows = list(done)
     # annotate every message with the language check of the refine stage (flag only, nothing removed); a
     # message over max_chars (only in a rejected seed conversation) is not checked: it would cost minutes.
     foreign = LanguageCheck(chat.pack, action="flag").verdicts(
@@ -129,24 +168,31 @@ def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int
             failed.append({**row, "rule": "selfchat", "reason": meta.get("error") or "failed"})
         else:
             kept.append(row)
-    stats = dict(chat.stats)
+    dropped = []
+    if final_pass is not None:
+        kept, dropped = final_pass(kept)
+        rank = {row["id"]: i for i, row in enumerate(rows)}
+        failed = sorted(failed + list(dropped), key=lambda r: rank[r["id"]])
+    stats = dict(stats)
     summary = {  # flat counts: the fields of GenerateResult
-        "conversations": len(done), "complete": stats.get("complete", 0), "short": stats.get("short", 0),
-        "failed": len(failed), "accepted_messages": stats.get("accepted", 0),
+        "conversations": len(rows), "complete": stats.get("complete", 0), "short": stats.get("short", 0),
+        "failed": len(failed) - len(dropped), "accepted_messages": stats.get("accepted", 0),
         "rejected_messages": stats.get("rejected", 0),
         **{f"rejected_{reason}": stats.get(f"rejected_{reason}", 0) for reason in REJECT_REASONS},
         "seeds_too_long": stats.get("seeds_too_long", 0),
         "requests_sent": stats.get("requests_sent", 0), "requests_replayed": stats.get("requests_replayed", 0),
         "request_retries": stats.get("request_retries", 0), "failed_requests": stats.get("request_failures", 0),
         "tokens_in": stats.get("tokens_in", 0), "tokens_out": stats.get("tokens_out", 0),
-        "store_size": len(chat.store),
+        "store_size": len(chat.store) if store_size is None else store_size,
     }
-    params = {"generator": backend.describe(), "embedder": chat.embedder.model_id, "threshold": threshold,
+    if final_pass is not None:
+        summary["near_duplicates"] = len(dropped)
+    params = {"generator": chat.backend.describe(), "embedder": chat.embedder.model_id, "threshold": chat.threshold,
               "index": chat.store.index,
-              "seed": seed, "language": chat.pack.code, "lengths": list(chat.lengths),
+              "seed": chat.seed, "language": chat.pack.code, "lengths": list(chat.lengths),
               "max_attempts": chat.max_attempts, "max_chars": chat.max_chars,
               "reject_truncated": chat.reject_truncated, **chat.sampling,
-              "max_conversations": len(plan), "seed_conversations": len(seeds)}
+              "max_conversations": len(rows), "seed_conversations": seed_conversations}
     configs = {"default": _table(kept, features())}
     if failed:  # an empty config would not load (datasets: "corresponds to no data")
         configs["rejected"] = _table(failed, rejected_features())
@@ -154,8 +200,6 @@ def generate_corpus(seeds, backend, embedder, out_dir, *, max_conversations: int
                     card_data={"language": [chat.pack.code], "tags": ["cerbero-hf", "synthetic", "self-chat"],
                                "task_categories": ["text-generation"]},
                     body=card_body(params, summary, command), pretty_name="Self-chat corpus (cerbero-hf)")
-    if cache is not None:
-        cache.close()
     return {"params": params, "summary": summary}
 
 

@@ -206,7 +206,8 @@ class SelfChat:
         if cached is not None and cached["verdict_key"] == self.verdict_key and cached["verdict"]:
             return result, cached["verdict"], text, cached["max_sim"]  # accepted vectors were preloaded
         vector = (await self._embed.submit(text))
-        accepted, max_sim = self.store.try_add(vector)  # atomic: no await between check and add
+        remote = getattr(self.store, "atry_add", None)  # a shared store in another process: batched, awaited
+        accepted, max_sim = (await remote(vector)) if remote else self.store.try_add(vector)  # atomic check+add
         verdict = "accepted" if accepted else "similar"
         if self.cache is not None:
             self.cache.put_verdict(key, self.verdict_key, verdict, max_sim, vector if accepted else None)

@@ -7,8 +7,11 @@ gains per-message ``origin``, ``attempts``, ``rejected``, ``max_sim`` and the ru
 (failed conversations, plus ``rule`` and ``reason``), a ``README.md`` card; the request-replay cache
 (``<output>.cache.sqlite``) sits beside it, so re-running the same command resumes.
 
-The generator is an endpoint (``endpoint``: a server URL; ``model``: the name sent to it) or, without an
-endpoint, a local model (``model``: a path or Hub id run in this process). Two attempt counts are kept apart:
+The generator is an endpoint (``endpoint``: a server URL, or replicas of one model as ``URL1,URL2,...``, balanced
+by least requests in flight; ``model``: the name sent to it) or, without an endpoint, a local model (``model``: a
+path or Hub id run in this process). With the ``ray`` engine (``--engine ray``, a recipe's ``engine:``), a pool of
+Ray actors generates over the endpoint replicas, sharing one diversity store
+(:mod:`cerbero_hf.stages.generate.ray_generate`). Two attempt counts are kept apart:
 ``max_attempts`` is candidates per message position (the diversity filter's retries), ``request_attempts``
 is HTTP attempts per request (the network's retries).
 
@@ -46,7 +49,8 @@ class GenerateConfig(Config):
     SECTION = "generate"
     # -- the generator --------------------------------------------------------------------------------
     endpoint: str | None = setting(None, help="Generator endpoint URL (TGI, vLLM, SGLang, llama.cpp, transformers "
-                                              "serve). Without it, --model runs in this process.")
+                                              "serve), or replicas of one model as URL1,URL2,... (requests balanced "
+                                              "across them). Without it, --model runs in this process.")
     model: str | None = setting(None, help="Generator model: with --endpoint, the `model` sent to it (transformers "
                                            "serve: the path it serves); without, a local path or Hub id run "
                                            "in-process, batching concurrent requests.")
@@ -106,9 +110,12 @@ class GenerateConfig(Config):
             # never echo the value: it may be the key itself
             raise InputError(f"{key('api_key_env')} must be the NAME of an environment variable (e.g. HF_TOKEN), "
                              "not the key", column=key("api_key_env"))
-        if self.endpoint is not None and not _is_url(self.endpoint):
-            raise InputError(f"{key('endpoint')} must be an http:// or https:// URL, got {self.endpoint!r}",
-                             column=key("endpoint"))
+        urls = [u.strip() for u in self.endpoint.split(",")] if self.endpoint is not None else []
+        if any(not _is_url(u) for u in urls):
+            raise InputError(f"{key('endpoint')} must be an http:// or https:// URL (or URL1,URL2,...), got "
+                             f"{next(u for u in urls if not _is_url(u))!r}", column=key("endpoint"))
+        if len({u.rstrip("/") for u in urls}) < len(urls):
+            raise InputError(f"{key('endpoint')} lists a URL twice", column=key("endpoint"))
         if self.backend == "endpoint" and not self.endpoint:
             raise InputError(f"{key('endpoint')} must be set when {key('backend')} is endpoint", column=key("endpoint"))
         if self.backend == "local":
@@ -179,6 +186,7 @@ class GenerateResult(Result):
     tokens_in: int = 0
     tokens_out: int = 0
     store_size: int = 0  # vectors in the diversity store at the end (seed messages included)
+    near_duplicates: int | None = None  # on Ray: rows the final order-aware pass moved to `rejected` (expected 0)
     generated: str | None = output()
 
 
@@ -254,20 +262,31 @@ def _probe(backend, endpoint_key: str) -> None:
     try:
         backend.probe()
     except GenerationError as err:
-        raise InputError(f"nothing answers at {backend.url}: {err}; is the server running, and is {endpoint_key} "
+        url = getattr(err, "url", None) or backend.url  # the replica that did not answer
+        raise InputError(f"nothing answers at {url}: {err}; is the server running, and is {endpoint_key} "
                          "right?", column=endpoint_key) from None
+
+
+def selfchat_settings(config: GenerateConfig) -> dict:
+    """The :class:`SelfChat` settings of ``config`` (besides backend, embedder, seeds, threshold, seed and cache)."""
+    return dict(language=config.language, lengths=tuple(config.lengths), max_attempts=config.max_attempts,
+                max_chars=config.max_chars, reject_truncated=not config.keep_truncated, temperature=config.temperature,
+                top_p=config.top_p, max_new_tokens=config.max_new_tokens, index=config.index)
 
 
 def _generate(config: GenerateConfig, ctx: Context, seeds, backend, embedder) -> dict:
     from cerbero_hf.stages.generate.corpus import generate_corpus
 
+    if ctx.engine is not None and ctx.engine.ray:  # fan-out over the endpoint replicas in Ray actors
+        from cerbero_hf.engine import ray_session
+        from cerbero_hf.stages.generate.ray_generate import generate_on_ray
+
+        with ray_session(ctx.engine) as session:
+            return generate_on_ray(config, ctx, seeds, backend, embedder, session)
     return generate_corpus(
         seeds, backend, embedder, ctx.output, max_conversations=config.max_conversations, seed=config.seed,
         threshold=config.threshold, cache_path=(config.cache or "auto") if config.resume else None,
-        language=config.language, on_event=ctx.on_event, map_progress=False, command=ctx.command,
-        lengths=tuple(config.lengths), max_attempts=config.max_attempts, max_chars=config.max_chars,
-        reject_truncated=not config.keep_truncated, temperature=config.temperature, top_p=config.top_p,
-        max_new_tokens=config.max_new_tokens, index=config.index)
+        on_event=ctx.on_event, map_progress=False, command=ctx.command, **selfchat_settings(config))
 
 
 STAGE = Stage("generate", GenerateConfig, run_generate, GenerateResult, inputs=("seeds",), folder="generated",

@@ -102,8 +102,13 @@ def new_stats() -> dict:
 
 
 def payload_dict(backend, request: Request) -> dict:
-    """What identifies a request for the replay cache: backend kind, mode, model and the request."""
-    return {"backend": type(backend).__name__, "mode": getattr(backend, "mode", ""), "model": backend.model_id,
+    """What identifies a request for the replay cache: backend kind, mode, model and the request.
+
+    The model is the backend's ``cache_id`` when it has one (an endpoint: its model name, never a replica URL, so
+    a cache replays whichever replicas answer), else its ``model_id``.
+    """
+    model = backend.cache_id if hasattr(backend, "cache_id") else backend.model_id
+    return {"backend": type(backend).__name__, "mode": getattr(backend, "mode", ""), "model": model,
             "extra_body": getattr(backend, "extra_body", None), "request": request.to_dict()}
 
 

@@ -12,6 +12,12 @@ huggingface_hub does not retry by itself (huggingface_hub#4703). A request that 
 and says whether a retry could help (a 4xx other than 408/429 is a wrong request or setting, not a fault).
 :meth:`EndpointBackend.probe` checks that anything answers at the URL before a run starts.
 
+Replicas: ``url`` may list several servers of one model (``"http://a:8080,http://b:8080"``). Each attempt goes
+to the replica with the fewest requests in flight (ties: the one sent fewest), ``concurrency`` bounding all of
+them together; a replica that refuses a connection gets no new request for :data:`REPLICA_PAUSE_S` seconds
+while another is up, so a retry lands elsewhere. The replay-cache key (:attr:`EndpointBackend.cache_id`) is the
+model name, never a URL: a run resumes from its cache whichever replicas answer.
+
 Tokens: chat mode reads the answer's ``usage``; completion mode reads TGI's ``x-prompt-tokens`` response
 header (``details.prefill`` is empty unless ``decoder_input_details`` is asked for) and
 ``details.generated_tokens``.
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+import time
 
 from cerbero_hf.retry import Verdict, acall_with_retries, call_with_retries, classify
 from cerbero_hf.stages.generate.backends.base import (
@@ -42,6 +49,22 @@ _MALFORMED = (MalformedResponse, ValueError, KeyError, TypeError, IndexError, At
 
 # the response headers of the request the current task is sending (see EndpointBackend._bind)
 _HEADERS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cerbero_hf_endpoint_headers", default=None)
+REPLICA_PAUSE_S = 5.0  # a replica that refused a connection gets no new request this long (while another is up)
+
+
+def split_urls(url) -> list[str]:
+    """The replica URLs of ``url``: a comma-separated string or a list (each stripped, no trailing ``/``)."""
+    parts = url.split(",") if isinstance(url, str) else list(url)
+    return [u.strip().rstrip("/") for u in parts]
+
+
+def _refused(err: BaseException) -> bool:
+    """A connection that could not be opened (refused, unreachable), anywhere in the error chain."""
+    import httpx2
+
+    from cerbero_hf.retry import _chain
+
+    return any(isinstance(e, (httpx2.ConnectError, ConnectionRefusedError)) for e in _chain(err))
 
 
 def judge(err: BaseException) -> Verdict:
@@ -70,11 +93,12 @@ class EndpointBackend:
     """A text-generation endpoint behind ``huggingface_hub.AsyncInferenceClient``.
 
     Args:
-        url: the server's base URL (e.g. ``http://127.0.0.1:8080``).
+        url: the server's base URL (e.g. ``http://127.0.0.1:8080``), or several replicas of one model: a
+            comma-separated string or a list (requests are balanced across them; see the module docstring).
         mode: ``"chat"`` (``/v1/chat/completions``) or ``"completion"`` (TGI ``text_generation``).
         model: the ``model`` field sent in chat mode (``transformers serve`` needs the path it serves;
             other servers ignore it or need their served name). Also the model id recorded when the
-            server does not report one.
+            server does not report one, and the replay-cache key (:attr:`cache_id`).
         api_key_env: name of the environment variable holding the API key (read, never logged).
         concurrency: the most requests in flight at once.
         timeout: seconds per attempt.
@@ -93,17 +117,28 @@ class EndpointBackend:
             raise ValueError(f"mode must be 'chat' or 'completion', got {mode!r}")
         if concurrency < 1 or request_attempts < 1:
             raise ValueError("concurrency and request_attempts must be >= 1")
-        self.url, self.mode, self.model = url.rstrip("/"), mode, model
+        self.urls = split_urls(url)
+        if not self.urls or not all(self.urls):
+            raise ValueError(f"no endpoint URL in {url!r}")
+        self.url, self.mode, self.model = ",".join(self.urls), mode, model
         self.api_key_env = api_key_env
         self.extra_body = extra_body
         self.concurrency, self.timeout = concurrency, timeout
         self.request_attempts, self.backoff, self.backoff_max = request_attempts, backoff, backoff_max
         self.stats = new_stats()
-        self._loop = self._client = self._sem = None
+        self.sent_to = dict.fromkeys(self.urls, 0)  # attempts sent to each replica
+        self._inflight = [0] * len(self.urls)
+        self._paused = [0.0] * len(self.urls)  # monotonic time until which a replica that refused gets nothing
+        self._loop = self._clients = self._sem = None
 
     @property
     def model_id(self) -> str:
         return self.model or self.url
+
+    @property
+    def cache_id(self) -> str | None:
+        """The model in the replay-cache key: the model name (None without one), never the replica URLs."""
+        return self.model
 
     def describe(self) -> dict:
         """Settings safe to record in a card (no key)."""
@@ -113,33 +148,45 @@ class EndpointBackend:
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state.update(_loop=None, _client=None, _sem=None)
+        state.update(_loop=None, _clients=None, _sem=None, _inflight=[0] * len(self.urls),
+                     _paused=[0.0] * len(self.urls))
         return state
 
+    def _client_for(self, url: str, key: str | None):
+        import httpx2
+        from huggingface_hub import AsyncInferenceClient
+
+        client = AsyncInferenceClient(base_url=url, api_key=key or None, timeout=self.timeout)
+        # The default httpx pool caps at 100 connections; size it to our concurrency bound.
+        limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        client._async_client = httpx2.AsyncClient(limits=limits, follow_redirects=True, timeout=None,
+                                                   event_hooks={"response": [_keep_headers]})
+        client.exit_stack.push_async_callback(client._async_client.aclose)
+        return client
+
+    def _pick(self) -> int:
+        """The replica for the next attempt: fewest in flight, then fewest sent, skipping paused ones."""
+        now = time.monotonic()
+        up = [i for i, until in enumerate(self._paused) if until <= now] or range(len(self.urls))
+        return min(up, key=lambda i: (self._inflight[i], self.sent_to[self.urls[i]]))
+
     def _bind(self):
-        """(Re)build the loop-bound client and semaphore for the running event loop."""
+        """(Re)build the loop-bound clients (one per replica) and semaphore for the running event loop."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            import httpx2
-            from huggingface_hub import AsyncInferenceClient
-
             key = os.environ.get(self.api_key_env) if self.api_key_env else None
-            client = AsyncInferenceClient(base_url=self.url, api_key=key or None, timeout=self.timeout)
-            # The default httpx pool caps at 100 connections; size it to our concurrency bound.
-            limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-            client._async_client = httpx2.AsyncClient(limits=limits, follow_redirects=True, timeout=None,
-                                                       event_hooks={"response": [_keep_headers]})
-            client.exit_stack.push_async_callback(client._async_client.aclose)
-            self._loop, self._client, self._sem = loop, client, asyncio.Semaphore(self.concurrency)
-        return self._client, self._sem
+            clients = [self._client_for(url, key) for url in self.urls]
+            self._loop, self._clients, self._sem = loop, clients, asyncio.Semaphore(self.concurrency)
+        return self._clients, self._sem
 
     async def aclose(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.close()
-        self._loop = self._client = self._sem = None
+        if self._clients is not None and self._loop is asyncio.get_running_loop():
+            for client in self._clients:
+                await client.close()
+        self._loop = self._clients = self._sem = None
 
     async def generate(self, request: Request) -> Result:
-        client, sem = self._bind()
+        clients, sem = self._bind()
         tries = 0
 
         async def once() -> Result:
@@ -150,10 +197,20 @@ class EndpointBackend:
             try:
                 async with sem:
                     self.stats["requests"] += 1
-                    if hasattr(asyncio, "timeout"):  # 3.11+: no extra task per request
-                        async with asyncio.timeout(self.timeout):
-                            return await self._call(client, request, headers)
-                    return await asyncio.wait_for(self._call(client, request, headers), self.timeout)
+                    i = self._pick()
+                    self._inflight[i] += 1
+                    self.sent_to[self.urls[i]] += 1
+                    try:
+                        if hasattr(asyncio, "timeout"):  # 3.11+: no extra task per request
+                            async with asyncio.timeout(self.timeout):
+                                return await self._call(clients[i], request, headers)
+                        return await asyncio.wait_for(self._call(clients[i], request, headers), self.timeout)
+                    except Exception as err:
+                        if len(self.urls) > 1 and _refused(err):  # the retry goes to another replica
+                            self._paused[i] = time.monotonic() + REPLICA_PAUSE_S
+                        raise
+                    finally:
+                        self._inflight[i] -= 1
             finally:
                 _HEADERS.reset(token)
 
@@ -188,26 +245,30 @@ class EndpointBackend:
         return detail
 
     def probe(self) -> None:
-        """Check that anything answers at the URL (any HTTP status counts), retried like a request.
+        """Check that anything answers at each replica's URL (any HTTP status counts), retried like a request.
 
-        Raises :class:`GenerationError` when nothing answers after ``request_attempts`` attempts (connection
-        refused, unknown host, timeouts) or the URL cannot be requested at all.
+        Raises :class:`GenerationError` (its ``url``: the replica) when nothing answers at one of them after
+        ``request_attempts`` attempts (connection refused, unknown host, timeouts) or a URL cannot be requested.
         """
         import httpx2
 
-        tries = 0
+        for url in self.urls:
+            tries = 0
 
-        def once() -> None:
-            nonlocal tries
-            tries += 1
-            with httpx2.Client(timeout=min(self.timeout, 10.0)) as client:
-                client.get(self.url)
+            def once(url=url) -> None:
+                nonlocal tries
+                tries += 1
+                with httpx2.Client(timeout=min(self.timeout, 10.0)) as client:
+                    client.get(url)
 
-        try:
-            call_with_retries(once, attempts=self.request_attempts, backoff=self.backoff, max_wait=self.backoff_max)
-        except Exception as err:  # noqa: BLE001 - judged by the retry policy
-            verdict = classify(err)
-            raise GenerationError(verdict.reason, tries, transient=verdict.retry) from None
+            try:
+                call_with_retries(once, attempts=self.request_attempts, backoff=self.backoff,
+                                  max_wait=self.backoff_max)
+            except Exception as err:  # noqa: BLE001 - judged by the retry policy
+                verdict = classify(err)
+                error = GenerationError(verdict.reason, tries, transient=verdict.retry)
+                error.url = url
+                raise error from None
 
     async def _call(self, client, request: Request, headers: dict) -> Result:
         if self.mode == "chat":
