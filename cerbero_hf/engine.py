@@ -151,7 +151,7 @@ def ray_session(config: EngineConfig):
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         if address == "local":
-            kwargs.update(num_cpus=config.num_cpus or os.cpu_count() or 1, _node_ip_address="127.0.0.1")
+            kwargs.update(num_cpus=config.num_cpus or os.cpu_count() or 1)
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as err:

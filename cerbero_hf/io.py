@@ -233,6 +233,7 @@ def load_table(spec: str | os.PathLike, *, config: str | None = None, split: str
         elif mixed:
             ds = _json_lines_with_mixed_columns(path, mixed)
         else:
+            datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False  # a local file: no download-count request to S3
             ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
         return _nonempty(ds, path)
     except InputError:

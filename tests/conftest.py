@@ -31,6 +31,8 @@ os.environ.pop("TRANSFORMERS_OFFLINE", None)
 os.environ["http_proxy"] = os.environ["HTTP_PROXY"] = "http://127.0.0.1:9"
 os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost,::1"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+# a cluster started like `ray start` (ray.cluster_utils.Cluster) still sends a "usage stats disabled" report
+os.environ["RAY_USAGE_STATS_REPORT_URL"] = "http://127.0.0.1:9/"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -189,16 +189,24 @@ def _run(input: str, output: str, score_config: ScoreConfig, filter_config: Filt
     console = Console(stderr=True)
     qf = QualityFilter(filter_config.max_nll, filter_config.policy)
     scorer = make_scorer(score_config)
+    on_ray = engine is not None and engine.ray
     with console.status(f"Loading {input} ..."):
         ds = load_table(input)
         validate(ds, file=str(input))
-        scorer._load()
-    with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
-                  TimeRemainingColumn(), transient=True, console=console) as bar:
+        if not on_ray:  # on Ray the actors load the model (the driver checks it can be found)
+            scorer._load()
+    with Progress(TextColumn("scoring" + (" on Ray" if on_ray else "")), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("rows"), TimeRemainingColumn(), transient=True, console=console) as bar:
         task = bar.add_task("score", total=len(ds))
         result = score_and_filter(ds, output, scorer, qf, chunk_rows=score_config.chunk_rows,
-                                  progress=lambda n: bar.update(task, advance=n))
+                                  progress=lambda n: bar.update(task, advance=n), engine=engine, source=input)
     counts, summaries = result["counts"], result["summaries"]
+    if result.get("ray"):
+        ray = result["ray"]
+        again = f", pipeline restarted {ray['retries']} time(s) after losing actors" if ray["retries"] else ""
+        Console().print(f"Ray: {ray['blocks']} blocks of up to {engine.batch_rows} rows: {ray['skipped']} skipped "
+                        f"(scored by an earlier run), {ray['blocks'] - ray['skipped']} scored by {ray['workers']} "
+                        f"actor(s) on {ray['nodes']} node(s){again}")
     Console().print(summary_table(f"cerbero-hf score: {counts['kept']} of {counts['rows']} conversations kept, "
                                   f"{counts['kept_messages']} of {counts['messages']} messages "
                                   f"({result['seconds']:.1f} s scoring)", summaries))

@@ -15,6 +15,8 @@ import shutil
 import time
 from pathlib import Path
 
+from cerbero_hf.errors import InputError
+
 PARTIAL = ".score-partial"
 
 
@@ -44,7 +46,11 @@ def score_dataset(ds, scorer, work_dir, *, chunk_rows: int = 256, progress=None)
                 progress(rows)
         else:
             advance = _row_advances(progress, rows)
-            part = scorer(ds[start:start + chunk_rows], progress=advance)["meta"]
+            try:
+                part = scorer(ds[start:start + chunk_rows], progress=advance)["meta"]
+            except InputError as err:  # the scorer counts rows within the chunk: name the row of the input
+                row = None if err.row is None else err.row + start
+                raise InputError(err.message, file=err.file, row=row, column=err.column) from None
             tmp = f.with_suffix(".tmp")
             tmp.write_text(json.dumps(part, ensure_ascii=False))
             tmp.replace(f)
@@ -125,21 +131,35 @@ def _filter_and_write(scored, out: Path, quality, model: str, variant: str) -> t
     return counts, summaries
 
 
-def score_and_filter(ds, out, scorer, quality, *, chunk_rows: int = 256, progress=None) -> dict:
-    """Score ``ds``, filter it with ``quality`` and write ``out``; returns counts, summaries and seconds."""
+def _score(ds, scorer, out, engine, source, chunk_rows: int, progress, stats: dict):
+    """:func:`score_dataset` in this process, or on Ray when ``engine`` says so (:mod:`.ray_score`)."""
+    if engine is not None and engine.ray:
+        from cerbero_hf.stages.quality.ray_score import score_dataset_ray
+
+        return score_dataset_ray(ds, scorer, out, engine, source=source, progress=progress, stats=stats)
+    return score_dataset(ds, scorer, out, chunk_rows=chunk_rows, progress=progress)
+
+
+def score_and_filter(ds, out, scorer, quality, *, chunk_rows: int = 256, progress=None, engine=None,
+                     source=None) -> dict:
+    """Score ``ds``, filter it with ``quality`` and write ``out``; returns counts, summaries and seconds (and
+    ``ray``: blocks, skipped, workers, nodes, retries when ``engine`` is Ray; ``source``: where ``ds`` was read
+    from)."""
     out = Path(out)
     t0 = time.perf_counter()
-    scored = score_dataset(ds, scorer, out, chunk_rows=chunk_rows, progress=progress)
+    stats: dict = {}
+    scored = _score(ds, scorer, out, engine, source, chunk_rows, progress, stats)
     seconds = time.perf_counter() - t0
     counts, summaries = _filter_and_write(scored, out, quality, scorer.model_id, scorer.variant)
     shutil.rmtree(out / PARTIAL, ignore_errors=True)
-    return {"counts": counts, "summaries": summaries, "seconds": seconds}
+    return {"counts": counts, "summaries": summaries, "seconds": seconds, "ray": stats or None}
 
 
-def score_folder(src, dest, scorer, *, chunk_rows: int = 256, progress=None) -> dict:
+def score_folder(src, dest, scorer, *, chunk_rows: int = 256, progress=None, engine=None) -> dict:
     """Score the kept rows of corpus folder ``src`` into ``dest`` (every row kept); returns the NLL summary.
 
-    ``progress(done, total)``: rows scored so far (moving with every forward pass) and rows in all.
+    ``progress(done, total)``: rows scored so far (moving with every forward pass; per block on Ray) and rows in
+    all. ``engine``: an :class:`~cerbero_hf.engine.EngineConfig` (Ray when ``engine.ray``), or None (here).
     """
     from cerbero_hf.io import load_table
     from cerbero_hf.stages.quality.summary import message_nlls, summarize
@@ -151,7 +171,7 @@ def score_folder(src, dest, scorer, *, chunk_rows: int = 256, progress=None) -> 
         done[0] += n
         progress(done[0], len(ds))
 
-    scored = score_dataset(ds, scorer, dest, chunk_rows=chunk_rows, progress=advance if progress else None)
+    scored = _score(ds, scorer, dest, engine, src, chunk_rows, advance if progress else None, {})
     nlls = message_nlls(scored)
     summary = summarize(nlls)
     counts = {"rows": len(ds), "kept": len(ds), "rejected": 0, "messages": len(nlls), "kept_messages": len(nlls)}

@@ -122,7 +122,7 @@ def run_score(config: ScoreConfig, ctx: Context) -> ScoreResult:
 
     Input columns: ``id``, ``messages``, ``source``, ``meta``. Output: the same rows, all kept, with the
     per-message NLLs in ``meta``. Events for a console (``ctx.on_event``): ``scoring`` (``corpus``, rows
-    ``done`` and ``total``) after every forward pass.
+    ``done`` and ``total``) after every forward pass (after every block of rows on Ray: ``ctx.engine``).
     """
     from cerbero_hf.errors import InputError
     from cerbero_hf.stages.quality.folders import score_folder
@@ -138,7 +138,7 @@ def run_score(config: ScoreConfig, ctx: Context) -> ScoreResult:
         if ctx.on_event is not None:
             def progress(done, total, name=name):
                 ctx.on_event("scoring", {"corpus": name, "done": done, "total": total})
-        summary = score_folder(src, dest, scorer, chunk_rows=config.chunk_rows, progress=progress)
+        summary = score_folder(src, dest, scorer, chunk_rows=config.chunk_rows, progress=progress, engine=ctx.engine)
         setattr(result, f"{name}_messages", summary["count"])
         setattr(result, f"{name}_mean_nll", round(summary["mean"], 4) if summary["count"] else None)
         setattr(result, name, str(dest))

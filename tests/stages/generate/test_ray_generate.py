@@ -160,14 +160,11 @@ def test_a_generator_rejecting_every_request_stops_the_ray_run(ray_local, tgi_re
 
 
 def test_no_host_name_was_looked_up_by_the_runs_above(ray_local):
-    """Runs last in this module: the driver and the Ray workers of every run above were watched.
-
-    One lookup is Ray's own, not the runs': the dashboard process Ray starts even with ``include_dashboard=False``
-    (it then loads only its usage-stats module) probes the cloud metadata hosts once at start, whatever
-    ``RAY_USAGE_STATS_ENABLED`` says (ray/_common/usage/usage_lib.py ``get_cloud_from_metadata_requests``).
-    """
+    """Runs last in this module: the driver and the Ray workers of every run above were watched, for name lookups
+    and TCP connections beyond loopback. (Ray's dashboard process asks the cloud metadata servers at start-up:
+    tests/conftest.py sends that to a closed local port.)"""
     procs = Path(str(ray_local.log) + ".procs")
     assert procs.exists() and "default_worker.py" in procs.read_text()  # the workers ran under the lookup log
-    lines = [line.split() for line in (ray_local.log.read_text().splitlines() if ray_local.log.exists() else [])]
-    assert [line for line in lines if line[3:4] != ["dashboard.py"]] == []  # (pid, function, name, argv0, ...)
-    assert {line[2] for line in lines if line[3:4] == ["dashboard.py"]} <= {"metadata.google.internal"}
+    assert "dashboard.py" in procs.read_text()  # Ray's own head processes too
+    lines = ray_local.log.read_text().splitlines() if ray_local.log.exists() else []
+    assert lines == []

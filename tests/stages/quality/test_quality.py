@@ -217,3 +217,18 @@ def test_filter_errors():
         QualityFilter(policy="cut")
     with pytest.raises(InputError, match="run PLLScorer first"):
         QualityFilter().apply(make_row("x", [{"role": "user", "content": "a"}]), 0)
+
+
+
+def test_a_bad_row_past_the_first_chunk_is_named_by_its_row_in_the_input(tiny_mlm, tmp_path):
+    from datasets import Dataset
+
+    from cerbero_hf.stages.quality.folders import score_dataset
+
+    good = [{"role": "user", "content": "Ciao, come stai?"}, {"role": "assistant", "content": "Bene, grazie."}]
+    bad = [{"role": "user", "content": "Ciao"}, {"role": "assistant", "content": None}]
+    ds = Dataset.from_dict({"id": [str(i) for i in range(6)], "messages": [good] * 4 + [bad, good],
+                            "meta": ["{}"] * 6})
+    with pytest.raises(InputError) as err:
+        score_dataset(ds, PLLScorer(str(tiny_mlm), device="cpu"), tmp_path, chunk_rows=2)
+    assert err.value.row == 4 and err.value.column == "messages"  # the input's row, not the chunk's row 0

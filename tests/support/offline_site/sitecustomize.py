@@ -4,7 +4,8 @@ Python imports ``sitecustomize`` at start-up from the first folder on ``sys.path
 first on ``PYTHONPATH`` in the environment of a subprocess (or of a Ray cluster a test starts: its workers
 inherit it) and set ``CERBERO_HF_DNS_LOG`` to a file. Then every name lookup that could leave the machine
 (``getaddrinfo``, ``gethostbyname``, ``gethostbyname_ex``, ``gethostbyaddr``, ``getnameinfo`` of anything but an
-IP literal or a loopback name) appends a line ``<pid> <function> <name> <argv0> at <frames>`` to that file; the lookup still
+IP literal or a loopback name), and every TCP connection opened to a non-loopback address (``connect``), appends
+a line ``<pid> <function> <name> <argv0> at <frames>`` to that file; the lookup still
 runs. Every process that loaded this module appends ``<pid> <argv>`` to ``<log>.procs``, so a test can check
 that the processes it cares about were watched at all. A test imports this file by path and calls
 :func:`install` to watch its own process too.
@@ -53,8 +54,8 @@ def install(log: str) -> None:
     if ORIGINALS:
         return
 
-    def record(function: str, host) -> None:
-        if not (_loopback_address(host) if function in REVERSE else is_local(host)):
+    def record(function: str, host, always: bool = False) -> None:
+        if always or not (_loopback_address(host) if function in REVERSE else is_local(host)):
             import traceback
 
             where = " < ".join(f"{Path(f.filename).parent.name}/{Path(f.filename).name}:{f.lineno}"
@@ -72,6 +73,14 @@ def install(log: str) -> None:
 
         setattr(socket, name, lookup)
 
+    original_connect = ORIGINALS["connect"] = socket.socket.connect
+
+    def connect(sock, address):  # a TCP connection to a non-loopback address (a UDP connect sends nothing)
+        if sock.type == socket.SOCK_STREAM and isinstance(address, tuple) and not _loopback_address(address[0]):
+            record("connect", f"{address[0]}:{address[1]}", always=True)
+        return original_connect(sock, address)
+
+    socket.socket.connect = connect
     wrap("getaddrinfo", lambda a, k: a[0] if a else k.get("host"))
     for name in ("gethostbyname", "gethostbyname_ex", "gethostbyaddr"):
         wrap(name, lambda a, k: a[0] if a else None)
@@ -84,7 +93,7 @@ def install(log: str) -> None:
 def uninstall() -> None:
     """Put the socket module's own lookups back."""
     for name, original in ORIGINALS.items():
-        setattr(socket, name, original)
+        setattr(socket.socket if name == "connect" else socket, name, original)
     ORIGINALS.clear()
 
 
