@@ -151,7 +151,9 @@ def ray_session(config: EngineConfig):
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         if address == "local":
-            kwargs.update(num_cpus=config.num_cpus or os.cpu_count() or 1)
+            # no idle workers started ahead for the driver: actors start their own (saves ~170 MB and a second)
+            kwargs.update(num_cpus=config.num_cpus or os.cpu_count() or 1,
+                          _system_config={"prestart_worker_first_driver": False})
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as err:

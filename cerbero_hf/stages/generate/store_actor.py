@@ -25,7 +25,15 @@ class StoreServer:
     """The actor's body: an :class:`EmbeddingStore` (``dim``, ``threshold``, ``index``) behind remote calls."""
 
     def __init__(self, dim: int, threshold: float, index: str = "exact"):
+        import os
+
+        from threadpoolctl import threadpool_limits
+
         from cerbero_hf.stages.generate.store import EmbeddingStore
+
+        # Ray gives an actor with no CPU one BLAS thread; every worker waits on this actor's matrix products,
+        # which are short and batched: let them use the node's cores.
+        self._threads = threadpool_limits(limits=os.cpu_count() or 1, user_api="blas")
 
         self.store = EmbeddingStore(dim, threshold=threshold, index=index)
 

@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import uuid
+from collections import Counter
 from pathlib import Path
 
 WORK = "ray"  # under folders.PARTIAL: blocks, key, staging copy of the input
@@ -105,8 +106,8 @@ class ScoreBlock:
     """Ray Data class UDF: scores whole blocks of rows and writes each to its own parquet file.
 
     Input batch columns: ``block`` (index), ``start``, ``stop`` (row range of the input). Output columns:
-    ``block``, ``rows`` (rows written; 0 when the file already existed, e.g. a retried task), ``node``, ``error``
-    (an :class:`~cerbero_hf.errors.InputError` of the block as JSON, its row counted in the whole input; else "").
+    ``block``, ``rows`` (rows written; 0 when the file already existed, e.g. a retried task), ``node``, ``actor``,
+    ``error`` (an :class:`~cerbero_hf.errors.InputError` of the block as JSON, its row counted in the whole input; else "").
     """
 
     def __init__(self, scorer, files: list[str], schema, blocks: str, n_blocks: int, threads: int):
@@ -123,7 +124,7 @@ class ScoreBlock:
 
         from cerbero_hf.errors import InputError
 
-        out = {"block": [], "rows": [], "node": [], "error": []}
+        out = {"block": [], "rows": [], "node": [], "actor": [], "error": []}
         for k, start, stop in zip(batch["block"], batch["start"], batch["stop"]):
             rows, error = 0, ""
             try:
@@ -134,6 +135,7 @@ class ScoreBlock:
             out["block"].append(int(k))
             out["rows"].append(rows)
             out["node"].append(ray.get_runtime_context().get_node_id())
+            out["actor"].append(ray.get_runtime_context().get_actor_id())
             out["error"].append(error)
         return out
 
@@ -189,7 +191,8 @@ def score_dataset_ray(ds, scorer, work_dir, engine, *, source=None, progress=Non
     ``source``: where ``ds`` was read from (its parquet files are read directly when they hold its rows).
     ``progress(n_rows)``: called with the rows of every finished block (and once with the rows of the blocks an
     earlier run finished). ``stats`` (optional dict) receives ``blocks``, ``skipped`` (blocks found on disk),
-    ``workers``, ``nodes`` (nodes whose actors scored a block) and ``retries`` (pipeline restarts).
+    ``workers``, ``nodes`` (nodes whose actors scored a block), ``retries`` (pipeline restarts) and
+    ``rows_per_worker`` (actor id -> rows it scored in this run).
 
     Raises:
         InputError: the model cannot be found (before Ray starts), or a row cannot be scored (its row number
@@ -254,6 +257,7 @@ def _run_blocks(scorer, files, schema, blocks: Path, ranges, engine, progress) -
         return [k for k in range(n) if not (blocks / block_name(k, n)).exists()]
 
     reported, nodes, retries, workers = set(range(n)) - set(missing()), set(), 0, 0  # the caller reported those
+    per_actor: Counter = Counter()  # rows scored by each actor (how evenly the pool shared the work)
 
     def advance(k: int) -> None:
         if k not in reported:
@@ -275,6 +279,7 @@ def _run_blocks(scorer, files, schema, blocks: Path, ranges, engine, progress) -
                     if row["error"]:
                         raise InputError(**json.loads(row["error"]))
                     nodes.add(row["node"])
+                    per_actor[row["actor"]] += int(row["rows"])
                     advance(int(row["block"]))
             except lost:
                 retries += 1
@@ -283,4 +288,4 @@ def _run_blocks(scorer, files, schema, blocks: Path, ranges, engine, progress) -
                 continue
             if missing():  # every task ended well: a block file can only be missing if it was removed meanwhile
                 raise RuntimeError(f"Ray scoring ended with block files missing under {blocks}")
-        return {"workers": workers, "nodes": len(nodes), "retries": retries}
+        return {"workers": workers, "nodes": len(nodes), "retries": retries, "rows_per_worker": dict(per_actor)}
