@@ -244,7 +244,9 @@ def test_the_score_stage_on_two_nodes_survives_a_killed_actor(cluster, corpora, 
     killer.join(timeout=10)
     assert killed and killed["blocks_done"] < REFINED_ROWS // 3  # killed mid-run...
     assert len(killed["nodes"]) == 2  # ... one actor on each node
-    assert len(ray.get(cluster.registry.list.remote())) > 2  # new actors took over the missing blocks
+    # the run completes with the same output (below); whether new actors start depends on a race: the other
+    # actor may finish every missing block before Ray Data notices the killed one
+    assert len(ray.get(cluster.registry.list.remote())) >= 2
     assert result.refined_messages == local.refined_messages
     assert result.refined_mean_nll == pytest.approx(local.refined_mean_nll, abs=1e-4)
     assert events[-1] == {"corpus": "refined", "done": REFINED_ROWS, "total": REFINED_ROWS}
