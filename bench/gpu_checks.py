@@ -106,25 +106,15 @@ def labelled_texts(n: int) -> tuple[list[str], list[bool]]:
     return good + bad, [True] * len(good) + [False] * len(bad)
 
 
-def pll_flops(C, texts) -> tuple[float, int]:
-    """Useful FLOPs of the scored copies and the tokens they score. Per scored token: positions of its window x
-    encoder FLOPs per position (the four projections, the feed-forward, attention over the window), plus the LM
-    head at the masked position. Windows follow the scorer's own plan (``window_plan``)."""
-    from transformers import AutoConfig, AutoTokenizer
+def pll_flops(scorer, texts) -> tuple[float, int]:
+    """Nominal FLOPs of the scored copies (``cerbero_hf.stages.quality.flops``: per scored token, positions of its
+    window x encoder FLOPs per position, plus the LM head at the masked position) and the tokens they score. The
+    copies are the scorer's own (its window plan and variant)."""
+    from cerbero_hf.stages.quality.flops import EncoderShape
+    from cerbero_hf.stages.quality.flops import pll_flops as count
 
-    from cerbero_hf.stages.quality.pll import window_plan
-
-    cfg, tok = AutoConfig.from_pretrained(C.mlm()), AutoTokenizer.from_pretrained(C.mlm())
-    h, i, n_layers, v = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.vocab_size
-    extra = len(tok("a")["input_ids"]) - len(tok("a", add_special_tokens=False)["input_ids"])  # [CLS], [SEP]
-    window = min(tok.model_max_length, cfg.max_position_embeddings) - extra
-    total, tokens = 0.0, 0
-    for ids in tok(texts, add_special_tokens=False)["input_ids"]:
-        for start, first, last in window_plan(len(ids), window):
-            pos = min(len(ids), start + window) - start + extra
-            total += (last - first) * (pos * n_layers * (8 * h * h + 4 * h * i + 4 * pos * h) + 2 * h * h + 2 * h * v)
-            tokens += last - first
-    return total, tokens
+    lengths = [len(c[1]) for c in scorer._copies(texts)]
+    return float(count(lengths, EncoderShape.of(scorer._model.config))), len(lengths)
 
 
 def check_pll(C):
@@ -151,7 +141,7 @@ def check_pll(C):
             secs = time.perf_counter() - t0
         nll = [s.nll for s in scores]
         if ref is None:
-            (flops, accounted), ref, median = pll_flops(C, texts), nll, statistics.median(nll)
+            (flops, accounted), ref, median = pll_flops(fp32, texts), nll, statistics.median(nll)
             out.update(scored_tokens=sum(s.n_tokens for s in scores), flops_total=flops, flop_tokens=accounted,
                        gflop_per_scored_token=flops / sum(s.n_tokens for s in scores) / 1e9, median_threshold=median,
                        label_accuracy_fp32=sum((x < THRESHOLD) == y for x, y in zip(nll, labels)) / len(nll),

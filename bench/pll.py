@@ -1,6 +1,8 @@
 """Benchmark: the fast PLLScorer against a naive PLL and against minicons, same weights, same texts.
 
-Run: ``.venv/bin/python bench/pll.py [--configs tiny base] [--texts 300] [--base-texts 40] [--threads N]``
+Run: ``.venv/bin/python bench/pll.py [--configs tiny base] [--texts 300] [--base-texts 40] [--threads N]
+[--repeats 3] [--skip-naive] [--cpu-time]`` (``--cpu-time``, with ``--threads 1``: CPU seconds instead of wall
+seconds, steadier on a shared machine; minicons, a subprocess, still reports wall seconds).
 
 - naive: the deliberately simple reference (one masked copy per forward pass, full model, full-vocabulary
   log-softmax at every position), as in tests/test_quality.py;
@@ -12,6 +14,15 @@ Run: ``.venv/bin/python bench/pll.py [--configs tiny base] [--texts 300] [--base
 Prints tokens/s (scored tokens / wall seconds of scoring, model loading excluded), the ratios and the largest
 score difference. Models: the tiny BERT (window 64) and a BERT-base-sized config (hidden 768, 12 layers,
 32k vocabulary, random weights).
+
+Then the fast scorer's utilisation: its FLOPs (``cerbero_hf.stages.quality.flops``; per scored token, a masked
+copy of ``L`` positions: ``L * layers * (2 * (4 h^2 + 2 h f) + 2 * 2 * L * h)`` for the encoder's projections
+and attention, plus ``2 h^2 + 2 h V`` for the LM head at the masked position; embeddings, LayerNorm, GELU and
+softmax left out, under 1 %) over its best time of ``--repeats`` runs, as a share of the float32 GEMM rate
+measured in the same run at the same thread count (best of its runs before and after each scoring run:
+``torch.matmul`` of ``[batch_tokens x h] @ [h x f]``, the encoder's largest product). The *nominal* FLOPs are
+the model's own forward pass over every copy; *executed* leaves out what the scorer skips (the last layer's
+query, attention, output and feed-forward work away from the masked position, 7 % for BERT-base).
 """
 
 from __future__ import annotations
@@ -120,19 +131,66 @@ def run_minicons(model_dir: Path, texts: list[str], name: str, threads: int) -> 
     return json.loads(out.read_text())
 
 
+CLOCK = time.perf_counter  # --cpu-time: time.process_time
+
+
 def timed(fn, *args):
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     out = fn(*args)
-    return out, time.perf_counter() - t0
+    return out, CLOCK() - t0
 
 
-def bench(name: str, texts: list[str], threads: int, skip_naive: bool) -> None:
+def gemm_rate(rows: int, hidden: int, inner: int, seconds: float = 0.5) -> float:
+    """Best float32 ``torch.matmul`` rate (GFLOP/s) of ``[rows x hidden] @ [hidden x inner]`` over ``seconds``."""
+    import torch
+
+    a, b = torch.randn(rows, hidden), torch.randn(hidden, inner)
+    torch.matmul(a, b)
+    best, stop = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        t0 = CLOCK()
+        torch.matmul(a, b)
+        best = min(best, CLOCK() - t0)
+    return 2 * rows * hidden * inner / best / 1e9
+
+
+def utilisation(scorer, texts: list[str], repeats: int) -> tuple[list, float]:
+    """Score ``texts`` ``repeats`` times between GEMM measurements; print the FLOP accounting and the shares."""
+    import torch
+
+    from cerbero_hf.stages.quality.flops import EncoderShape, pll_flops
+
+    shape = EncoderShape.of(scorer._model.config)
+    lengths = [len(c[1]) for c in scorer._copies(texts)]
+    nominal, executed = pll_flops(lengths, shape), pll_flops(lengths, shape, executed=True)
+    gemm, secs = [], []
+    for _ in range(repeats):
+        gemm.append(gemm_rate(scorer._batch_tokens, shape.hidden, shape.intermediate))
+        fast, t = timed(scorer.score, texts)
+        secs.append(t)
+        gemm.append(gemm_rate(scorer._batch_tokens, shape.hidden, shape.intermediate))
+    best, peak = min(secs), max(gemm)
+    print(f"\nFLOPs ({shape}): {len(lengths)} scored tokens, mean {sum(lengths) / len(lengths):.1f} positions per copy, "
+          f"{nominal / len(lengths) / 1e9:.3f} GFLOP per scored token nominal ({executed / len(lengths) / 1e9:.3f} "
+          "executed)")
+    print(f"fast scorer: {len(lengths) / best:.1f} tokens/s (best of {repeats}: "
+          f"{', '.join(f'{len(lengths) / t:.1f}' for t in secs)}), {nominal / best / 1e9:.1f} GFLOP/s nominal "
+          f"({executed / best / 1e9:.1f} executed)")
+    print(f"GEMM float32 [{scorer._batch_tokens} x {shape.hidden}] @ [{shape.hidden} x {shape.intermediate}], "
+          f"{torch.get_num_threads()} threads: {peak:.1f} GFLOP/s (best; runs "
+          f"{', '.join(f'{g:.0f}' for g in gemm)})")
+    print(f"share of the GEMM rate: {100 * nominal / best / 1e9 / peak:.1f} % nominal, "
+          f"{100 * executed / best / 1e9 / peak:.1f} % executed; load average {os.getloadavg()[0]:.1f}")
+    return fast, best
+
+
+def bench(name: str, texts: list[str], threads: int, skip_naive: bool, repeats: int = 1) -> None:
     from cerbero_hf.stages.quality.pll import PLLScorer
 
     model_dir = build(name)
     scorer = PLLScorer(model_dir, device="cpu")
     scorer.score(texts[:2])  # load + warm up
-    fast, t_fast = timed(scorer.score, texts)
+    fast, t_fast = utilisation(scorer, texts, repeats)
     tokens = sum(s.n_tokens for s in fast)
     rows = [("fast (PLLScorer)", t_fast, [s.nll for s in fast])]
     if not skip_naive:
@@ -155,18 +213,26 @@ def main() -> None:
     ap.add_argument("--base-texts", type=int, default=40, help="texts for the BERT-base config (naive is slow)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of the fast scorer (the best one counts)")
+    ap.add_argument("--cpu-time", action="store_true", help="time by the process's CPU seconds, not wall seconds "
+                    "(needs --threads 1): steadier on a busy machine, where other jobs take turns on the cores")
     args = ap.parse_args()
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        if args.threads != 1:
+            ap.error("--cpu-time needs --threads 1 (idle threads spinning would count as work)")
+        global CLOCK
+        CLOCK = time.process_time
     threads = torch.get_num_threads()
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"CPU: {os.cpu_count()} cores (shared machine: other jobs run; figures are noisy), load average "
           f"{os.getloadavg()[0]:.1f}")
     for name in args.configs:
         n = args.texts if name == "tiny" else args.base_texts
-        bench(name, texts_for_bench(n), threads, args.skip_naive)
+        bench(name, texts_for_bench(n), threads, args.skip_naive, args.repeats)
 
 
 if __name__ == "__main__":

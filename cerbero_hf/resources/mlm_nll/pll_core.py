@@ -11,21 +11,24 @@ is scored, ``[UNK]`` included (as in the reference implementations, mlm-scoring 
 tokens the tokenizer adds around it, and special tokens typed in the text (a literal ``[MASK]``), are not. It is
 fast by construction:
 
-- the masked copies of all texts in a call are flattened, sorted by length and packed into batches of
-  at most ``batch_tokens`` tokens (little padding; a batch of equal lengths runs without attention mask);
+- the masked copies of all texts in a call are flattened, sorted by length and cut into batches of at most
+  ``batch_tokens`` tokens. A BERT-shaped encoder (BERT, RoBERTa, XLM-R, CamemBERT) runs packed: its matrix
+  products see the batch's tokens end to end (no padding), attention runs once per run of equal lengths, and
+  the last layer only at each copy's masked position (keys and values at all); any other model runs whole on
+  padded batches;
 - the encoder runs under ``torch.inference_mode`` and the LM head runs only at the masked position of
   each copy (the full-vocabulary projection at every position is most of the naive cost);
 - texts longer than the model window are scored with windows of stride half a window; every token is
   scored exactly once, in the window where its smaller side of context is largest.
 
-Every copy is an independent sequence in its batch, so scores do not depend on the batch size (beyond
-float rounding, ~1e-6).
+Every copy is an independent sequence, so scores do not depend on the batch size (beyond float rounding, ~1e-6).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import groupby
 
 VARIANTS = ("pll", "word_l2r")
 QUANTILES = (0.05, 0.25, 0.75, 0.95)
@@ -71,10 +74,10 @@ class PLLCore:
         model_id_or_path: a masked LM (Hub id or local folder).
         device: ``"cpu"``, ``"cuda"``...; default: CUDA when available.
         dtype: torch dtype or its name (``"float32"``, ``"bfloat16"``); log-softmax always runs in float32.
-        batch_tokens: at most this many tokens (rows × length) per forward pass. Default (None): on a GPU
-            16384; on a CPU about 1.5M activations (``1572864 // hidden_size``: 2048 for BERT-base, 24576 for
-            a tiny test BERT), so a batch's hidden states stay in cache — measured on a 2-core CPU with
-            BERT-base: 25 tokens/s at 2048 against 20 at 8192 and 14 at 32768.
+        batch_tokens: at most this many tokens per forward pass (the copies' tokens; rows × longest for a model
+            run padded). Default (None): on a GPU 16384; on a CPU about 1.5M activations (``1572864 //
+            hidden_size``: 2048 for BERT-base, 24576 for a tiny test BERT), so a batch's hidden states stay in
+            cache (BERT-base, 2-core CPU, padded: 25 tokens/s at 2048, 20 at 8192; packed, 1 thread: 1024-8192 within 7 %).
         variant: ``"pll"`` (the paper's plain PLL) or ``"word_l2r"`` (Kauf & Ivanova 2023: also mask the
             later sub-tokens of the same word).
         max_length: model window in tokens, specials included; default: the model's.
@@ -90,8 +93,8 @@ class PLLCore:
         if batch_tokens is not None and batch_tokens < 1:
             raise self._error("batch_tokens must be positive")
         self.model_id = str(model_id_or_path)
-        self.device, self.dtype, self.batch_tokens = device, dtype, batch_tokens
-        self.variant, self.max_length = variant, max_length
+        self.device, self.dtype, self.batch_tokens, self.variant, self.max_length = (device, dtype, batch_tokens,
+                                                                                     variant, max_length)
         self._model = self._tok = None
 
     def __getstate__(self):
@@ -101,8 +104,6 @@ class PLLCore:
     def _error(self, message: str, *, file: str | None = None) -> Exception:
         """The exception raised for bad input (``file``: the model it concerns)."""
         return ValueError(f"file {file}: {message}" if file else message)
-
-    # -- loading -------------------------------------------------------------------------------------
 
     def _load(self) -> None:
         if self._model is not None:
@@ -125,8 +126,7 @@ class PLLCore:
         self._model, self._tok, self._device = model.to(device).eval(), tok, device
         limits = [x for x in (tok.model_max_length, getattr(model.config, "max_position_embeddings", None),
                               self.max_length) if x and x < 1_000_000]
-        probe = tok("a")["input_ids"]
-        content = tok("a", add_special_tokens=False)["input_ids"]
+        probe, content = tok("a")["input_ids"], tok("a", add_special_tokens=False)["input_ids"]
         k = next(k for k in range(len(probe)) if probe[k:k + len(content)] == content)
         self._prefix, self._suffix = probe[:k], probe[k + len(content):]
         self._window = min(limits or [512]) - len(probe) + len(content)
@@ -136,19 +136,14 @@ class PLLCore:
         # which stay in context. [UNK] is scored like any other token, as in mlm-scoring and minicons: skipping
         # it would lower the NLL of text the vocabulary lacks (emoji, foreign scripts).
         self._special = set(tok.all_special_ids) - {tok.unk_token_id}
-        self._encoder, self._head = split_model(model)
+        self._encoder, self._head, self._layers = split_model(model)
         hidden = getattr(model.config, "hidden_size", 768)
         self._batch_tokens = self.batch_tokens or (16384 if str(device).startswith("cuda")
                                                    else max(1024, min(65536, 1572864 // hidden)))
 
-    # -- scoring -------------------------------------------------------------------------------------
-
     def score(self, texts: list[str], progress=None) -> list[TextScore]:
-        """Score ``texts``; raises for a non-string or a text with no scorable token.
-
-        ``progress(done, total)``, when given, is called after every forward pass with the masked copies
-        scored so far and in all (one copy per scored token).
-        """
+        """Score ``texts``; raises for a non-string or a text with no scorable token. ``progress(done, total)``,
+        when given, is called after every forward pass: masked copies (one per scored token) done and in all."""
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise self._error(f"text {i} is {type(t).__name__}, expected a string")
@@ -165,17 +160,16 @@ class PLLCore:
         self._load()
         copies = self._copies(texts)  # (text index, window ids, masked positions, target pos, target id)
         totals, counts = [0.0] * len(texts), [0] * len(texts)
-        copies.sort(key=lambda c: len(c[1]))  # length buckets: little padding, few forward passes
+        copies.sort(key=lambda c: len(c[1]))  # equal lengths together: little padding, few attention calls
         with torch.inference_mode():
             b = 0
             while b < len(copies):
-                e = b + 1
-                while e < len(copies) and (e - b + 1) * len(copies[e][1]) <= self._batch_tokens:
-                    e += 1
-                chunk = copies[b:e]
-                for (t, *_), v in zip(chunk, self._forward(chunk)):
-                    totals[t] += v
-                    counts[t] += 1
+                e, used = b + 1, len(copies[b][1])  # packed: tokens in the batch; padded: rows x longest
+                while e < len(copies) and (used + len(copies[e][1]) if self._layers
+                                           else (e - b + 1) * len(copies[e][1])) <= self._batch_tokens:
+                    used, e = used + len(copies[e][1]), e + 1
+                for (t, *_), v in zip(copies[b:e], self._forward(copies[b:e])):
+                    totals[t], counts[t] = totals[t] + v, counts[t] + 1
                 b = e
                 if progress is not None:
                     progress(b, len(copies))
@@ -193,45 +187,98 @@ class PLLCore:
                 for i in range(first, last):
                     if ids[i] in self._special:
                         continue
-                    masked = [p + i - start]
-                    if words is not None and words[i] is not None:
-                        j = i + 1
-                        while j < end and words[j] == words[i]:
-                            masked.append(p + j - start)
-                            j += 1
-                    out.append((t, win, masked, p + i - start, ids[i]))
+                    j = i + 1  # word_l2r: the word's later pieces are masked too
+                    while words is not None and words[i] is not None and j < end and words[j] == words[i]:
+                        j += 1
+                    out.append((t, win, range(p + i - start, p + j - start), p + i - start, ids[i]))
         return out
+
+    def _ids(self, chunk: list[tuple], length: int):
+        """Token ids ``[rows, length]`` of ``chunk`` (padded), each copy's masked positions set to the mask token."""
+        import torch
+
+        pad = self._tok.pad_token_id if self._tok.pad_token_id is not None else 0
+        ids = torch.tensor([c[1] + (pad,) * (length - len(c[1])) for c in chunk], dtype=torch.long)
+        ids[[r for r, c in enumerate(chunk) for _ in c[2]], [m for c in chunk for m in c[2]]] = self._tok.mask_token_id
+        return ids.to(self._device)
 
     def _forward(self, chunk: list[tuple]) -> list[float]:
         import torch
 
-        length = max(len(c[1]) for c in chunk)
-        pad = self._tok.pad_token_id if self._tok.pad_token_id is not None else 0
-        ids = torch.tensor([c[1] + (pad,) * (length - len(c[1])) for c in chunk], dtype=torch.long)
-        attention = None  # equal lengths (the common case): no mask, the fastest attention path
-        if len(chunk[0][1]) < length:
-            attention = (torch.arange(length)[None, :] < torch.tensor([len(c[1]) for c in chunk])[:, None]).long()
-            attention = attention.to(self._device)
-        rows = torch.tensor([r for r, c in enumerate(chunk) for _ in c[2]], dtype=torch.long)
-        cols = torch.tensor([m for c in chunk for m in c[2]], dtype=torch.long)
-        ids[rows, cols] = self._tok.mask_token_id
-        pos = torch.tensor([c[3] for c in chunk], dtype=torch.long, device=self._device)
         target = torch.tensor([c[4] for c in chunk], dtype=torch.long, device=self._device)
-        hidden = self._encoder(ids.to(self._device), attention)  # [rows, length, hidden]
-        picked = hidden[torch.arange(len(chunk), device=self._device), pos]  # [rows, hidden]
+        if self._layers:
+            picked = self._packed(chunk)  # [rows, hidden]
+        else:
+            lengths = torch.tensor([len(c[1]) for c in chunk])
+            length = int(lengths.max())  # equal lengths (the common case): no mask, the fastest attention path
+            mask = (torch.arange(length) < lengths[:, None]).long().to(self._device) if lengths[0] < length else None
+            hidden = self._encoder(self._ids(chunk, length), mask)  # [rows, length, hidden]
+            picked = hidden[torch.arange(len(chunk), device=self._device), torch.tensor([c[3] for c in chunk]).to(self._device)]
         logp = self._head(picked).float().log_softmax(-1)
         return (-logp.gather(1, target[:, None])[:, 0]).tolist()
 
+    def _packed(self, chunk: list[tuple]):
+        """Final hidden states ``[rows, hidden]`` at the targets: the model's arithmetic on the tokens end to end."""
+        import torch
+        from torch.nn.functional import linear
+        from torch.nn.functional import scaled_dot_product_attention as attend
+
+        embeddings, layers = self._layers
+        runs, s, t = [], 0, 0  # runs of equal lengths (chunk is sorted): (first copy, copies, length, first token)
+        for n_len, n in ((n_len, len(list(group))) for n_len, group in groupby(len(c[1]) for c in chunk)):
+            runs.append((s, n, n_len, t))
+            s, t = s + n, t + n * n_len
+        x = torch.cat([embeddings(input_ids=self._ids(chunk[s:s + n], n_len)).flatten(0, 1) for s, n, n_len, _ in runs])
+        picks = torch.tensor([t + k * n_len + chunk[s + k][3] for s, n, n_len, t in runs for k in range(n)],
+                             device=self._device)
+        for i, (layer, w, b) in enumerate(layers):
+            last, heads, size = i == len(layers) - 1, layer.attention.self.num_attention_heads, w.shape[0] // 3
+            qkv = linear(x, w[size:], b[size:]) if last else linear(x, w, b)  # last layer: keys, values only
+            q = linear(x[picks], w[:size], b[:size]) if last else None  # ... and queries at the targets
+            ctx = []
+            for s, n, n_len, t in runs:
+                part = qkv[t:t + n * n_len].view(n, n_len, -1, heads, size // heads).permute(2, 0, 3, 1, 4)
+                query = q[s:s + n].view(n, 1, heads, -1).transpose(1, 2) if last else part[0]
+                ctx.append(attend(query, part[-2], part[-1]).transpose(1, 2).reshape(-1, size))
+            ctx, x = ctx[0] if len(ctx) == 1 else torch.cat(ctx), x[picks] if last else x
+            x = layer.attention.output.LayerNorm(layer.attention.output.dense(ctx) + x)  # the model's own order
+            mid = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(x))
+            x = layer.output.LayerNorm(layer.output.dense(mid) + x)
+        return x
+
 
 def split_model(model):
-    """Return ``(encoder, head)``: hidden states of every position, and the LM head for gathered states."""
+    """Return ``(encoder, head, layers)``: hidden states of every position, the LM head for gathered states, and
+    what :meth:`PLLCore._packed` runs for a BERT-shaped encoder (None for any other model)."""
     for base_attr, head_attr in (("bert", "cls"), ("roberta", "lm_head"), ("xlm_roberta", "lm_head"),
                                  ("camembert", "lm_head")):
         base, head = getattr(model, base_attr, None), getattr(model, head_attr, None)
         if base is not None and head is not None:
-            return (lambda ids, mask, base=base: base(input_ids=ids, attention_mask=mask).last_hidden_state), head
+            encoder = (lambda ids, mask, base=base: base(input_ids=ids, attention_mask=mask).last_hidden_state)
+            return encoder, head, _bert_layers(model, base)
     # Any other masked LM: run it whole and take the logits (correct, only slower).
-    return (lambda ids, mask: model(input_ids=ids, attention_mask=mask).logits), (lambda logits: logits)
+    return (lambda ids, mask: model(input_ids=ids, attention_mask=mask).logits), (lambda logits: logits), None
+
+
+def _bert_layers(model, base):
+    """The embeddings and fused layers of BERT, RoBERTa, XLM-R or CamemBERT (absolute positions), else None."""
+    import torch
+
+    if getattr(model.config, "position_embedding_type", None) not in (None, "absolute"):
+        return None  # relative positions (older BERT variants) need the model's own attention
+    layers = []
+    try:
+        for layer in base.encoder.layer:
+            sa, out, mid = layer.attention.self, layer.attention.output, layer.intermediate
+            lin = (sa.query, sa.key, sa.value, out.dense, mid.dense, layer.output.dense)
+            if (hasattr(layer, "crossattention") or hasattr(sa, "distance_embedding") or any(m.bias is None for m in lin)
+                    or sa.num_attention_heads * sa.attention_head_size != sa.query.out_features
+                    or not all(map(callable, (mid.intermediate_act_fn, out.LayerNorm, layer.output.LayerNorm)))):
+                return None
+            layers.append((layer, *(torch.cat([getattr(m, k).detach() for m in lin[:3]]) for k in ("weight", "bias"))))
+    except AttributeError:
+        return None
+    return (base.embeddings, layers) if layers else None
 
 
 def summarize(nlls, *, threshold: float = 2.0, bins: int = 50, range_: tuple[float, float] = (0.0, 5.0)) -> dict:
