@@ -264,8 +264,8 @@ def _bert_layers(model, base):
     """The embeddings and fused layers of BERT, RoBERTa, XLM-R or CamemBERT (absolute positions), else None."""
     import torch
 
-    if getattr(model.config, "position_embedding_type", None) not in (None, "absolute"):
-        return None  # relative positions (older BERT variants) need the model's own attention
+    if getattr(model.config, "position_embedding_type", None) not in (None, "absolute") or model.config.is_decoder:
+        return None  # relative positions (older BERT variants) or causal attention: the model's own attention
     layers = []
     try:
         for layer in base.encoder.layer:

@@ -33,10 +33,18 @@ def reference(folder, text):
 
 @pytest.fixture(scope="module")
 def models(tiny_mlm, tmp_path_factory):
-    """Random tiny RoBERTa (positions offset past the padding id) and DistilBERT (not BERT-shaped) on the tiny
-    BERT's tokenizer."""
+    """Random tiny RoBERTa (positions offset past the padding id), DistilBERT (not BERT-shaped) and a BERT with
+    causal attention (BERT-shaped, not packable), on the tiny BERT's tokenizer."""
     import torch
-    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForMaskedLM, RobertaConfig, RobertaForMaskedLM
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        BertForMaskedLM,
+        DistilBertConfig,
+        DistilBertForMaskedLM,
+        RobertaConfig,
+        RobertaForMaskedLM,
+    )
 
     tok = AutoTokenizer.from_pretrained(tiny_mlm)
     common = dict(vocab_size=len(tok), pad_token_id=tok.pad_token_id, initializer_range=0.5)  # attention matters
@@ -44,7 +52,10 @@ def models(tiny_mlm, tmp_path_factory):
                    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                    max_position_embeddings=66, **common)),
                "distilbert": lambda: DistilBertForMaskedLM(DistilBertConfig(
-                   dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64, **common))}
+                   dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64, **common)),
+               "bert-causal": lambda: BertForMaskedLM(BertConfig(  # BERT-shaped, but its attention is causal
+                   hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                   max_position_embeddings=64, is_decoder=True, **common))}
     out = {}
     for name, build in configs.items():
         torch.manual_seed(0)
@@ -54,7 +65,7 @@ def models(tiny_mlm, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name, packed", [("roberta", True), ("distilbert", False)])
+@pytest.mark.parametrize("name, packed", [("roberta", True), ("distilbert", False), ("bert-causal", False)])
 def test_scores_equal_the_models_own_forward_pass(models, name, packed):
     expected = [reference(models[name], t) for t in TEXTS]
     for batch_tokens in (40, 100_000):  # a copy per batch or so, and all copies in one batch of mixed lengths
