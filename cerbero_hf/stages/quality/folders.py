@@ -30,10 +30,7 @@ def score_dataset(ds, scorer, work_dir, *, chunk_rows: int = 256, progress=None)
     """
     partial = Path(work_dir) / PARTIAL
     scorer._load()
-    key = hashlib.sha256(json.dumps([ds._fingerprint, scorer.model_id, scorer.variant,
-                                     scorer.max_length]).encode()).hexdigest()
-    if (partial / "key").exists() and (partial / "key").read_text() != key:
-        shutil.rmtree(partial)  # different input or settings: start over
+    key = resume_key(partial, ds._fingerprint, scorer.model_id, scorer.variant, scorer.max_length)
     partial.mkdir(parents=True, exist_ok=True)
     (partial / "key").write_text(key)
     metas = []
@@ -58,6 +55,16 @@ def score_dataset(ds, scorer, work_dir, *, chunk_rows: int = 256, progress=None)
                 advance.finish()
         metas.extend(part)
     return ds.remove_columns("meta").add_column("meta", metas).select_columns(ds.column_names)
+
+
+def resume_key(folder: Path, *settings) -> str:
+    """The key of a resumable work ``folder``: a hash of ``settings`` (JSON values). A ``folder`` whose ``key`` file
+    holds another key was left by a different input or settings and is removed (start over); the caller writes
+    the key once it starts writing there."""
+    key = hashlib.sha256(json.dumps(list(settings)).encode()).hexdigest()
+    if (folder / "key").exists() and (folder / "key").read_text() != key:
+        shutil.rmtree(folder)
+    return key
 
 
 def _row_advances(progress, rows: int):

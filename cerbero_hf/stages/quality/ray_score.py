@@ -27,10 +27,8 @@ scorer's length-sorted batches differ with the rows scored together).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -202,28 +200,26 @@ def score_dataset_ray(ds, scorer, work_dir, engine, *, source=None, progress=Non
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cerbero_hf.stages.quality.folders import PARTIAL
+    from cerbero_hf.stages.quality.folders import PARTIAL, resume_key
 
     work = Path(work_dir) / PARTIAL / WORK
     blocks = work / "blocks"
     ranges = block_ranges(len(ds), engine.batch_rows)
     n = len(ranges)
-    key = hashlib.sha256(json.dumps([ds._fingerprint, len(ds), engine.batch_rows, scorer.model_id, scorer.variant,
-                                     scorer.max_length]).encode()).hexdigest()
-    if (work / "key").exists() and (work / "key").read_text() != key:
-        shutil.rmtree(work)  # different input, blocks or settings: start over
-    todo = [k for k in range(n) if not (blocks / block_name(k, n)).exists()]
-    info = {"blocks": n, "skipped": n - len(todo), "workers": 0, "nodes": 0, "retries": 0}
-    if todo:
+    key = resume_key(work, ds._fingerprint, len(ds), engine.batch_rows, scorer.model_id, scorer.variant,
+                     scorer.max_length)
+    done = {k for k in range(n) if (blocks / block_name(k, n)).exists()}
+    info = {"blocks": n, "skipped": len(done), "workers": 0, "nodes": 0, "retries": 0}
+    if len(done) < n:
         check_model(scorer)  # before anything is written
     blocks.mkdir(parents=True, exist_ok=True)
     (work / "key").write_text(key)
-    if progress and info["skipped"]:
-        progress(sum(e - s for k, (s, e) in enumerate(ranges) if k not in set(todo)))
-    if todo:
+    if progress and done:
+        progress(sum(ranges[k][1] - ranges[k][0] for k in done))
+    if len(done) < n:
         files = input_files(ds, source, work)
         info.update(_run_blocks(scorer, files, output_features(ds).arrow_schema, blocks, ranges, engine,
-                                progress))
+                                progress, done))
     if stats is not None:
         stats.update(info)
     table = pa.concat_tables([pq.read_table(blocks / block_name(k, n)) for k in range(n)])
@@ -241,8 +237,9 @@ def _pipeline(ray, session, scorer, files, schema, blocks: Path, ranges, todo):
         **session.actor_options())  # Ray Data spreads the actors over the nodes by default
 
 
-def _run_blocks(scorer, files, schema, blocks: Path, ranges, engine, progress) -> dict:
-    """Score the blocks not on disk yet in a Ray actor pool; returns ``workers``, ``nodes`` and ``retries``.
+def _run_blocks(scorer, files, schema, blocks: Path, ranges, engine, progress, done: set[int]) -> dict:
+    """Score the blocks not on disk yet (``done``: those that were, already reported to ``progress``) in a Ray actor
+    pool; returns ``workers``, ``nodes``, ``retries`` and ``rows_per_worker``.
 
     Ray restarts a crashed actor and retries its block by itself; an actor that is gone for good (``ray.kill``,
     a lost node) fails the pipeline, which then starts again for the blocks still missing, up to
@@ -256,7 +253,7 @@ def _run_blocks(scorer, files, schema, blocks: Path, ranges, engine, progress) -
     def missing() -> list[int]:
         return [k for k in range(n) if not (blocks / block_name(k, n)).exists()]
 
-    reported, nodes, retries, workers = set(range(n)) - set(missing()), set(), 0, 0  # the caller reported those
+    reported, nodes, retries, workers = set(done), set(), 0, 0
     per_actor: Counter = Counter()  # rows scored by each actor (how evenly the pool shared the work)
 
     def advance(k: int) -> None:

@@ -219,7 +219,6 @@ def test_filter_errors():
         QualityFilter().apply(make_row("x", [{"role": "user", "content": "a"}]), 0)
 
 
-
 def test_a_bad_row_past_the_first_chunk_is_named_by_its_row_in_the_input(tiny_mlm, tmp_path):
     from datasets import Dataset
 
