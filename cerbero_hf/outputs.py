@@ -41,6 +41,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
+from cerbero_hf import distributed
 from cerbero_hf.errors import InputError
 
 LOCK_NAME = ".cerbero-hf.lock"
@@ -263,7 +264,9 @@ def writes_output(inputs: Callable[..., Iterable] = lambda config, ctx: (), *,
             out = output(*args, **kwargs)
             if out is None or out == "":
                 return run(*args, **kwargs)
-            with prepare_output(out, list(inputs(*args, **kwargs) or ()), overwrite=bool(overwrite(*args, **kwargs))):
+            opened = lambda: prepare_output(out, list(inputs(*args, **kwargs) or ()),  # noqa: E731
+                                            overwrite=bool(overwrite(*args, **kwargs)))
+            with distributed.main_only(opened):  # under a launcher: the main process locks and checks, once
                 return run(*args, **kwargs)
         return guarded
     return decorator

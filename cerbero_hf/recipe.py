@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from cerbero_hf import distributed
 from cerbero_hf.config import coerce, from_dict, load_yaml
 from cerbero_hf.engine import EngineConfig
 from cerbero_hf.errors import InputError
@@ -204,6 +205,26 @@ class Manifest:
         tmp.replace(self.path)
 
 
+def check_launched_stages(recipe: Recipe, manifest: Manifest, only: list[str] | None, force: bool) -> None:
+    """Under a launcher (``torchrun``, ``accelerate launch``) only the train stage runs, on every rank: a run that
+    would also run a data stage is refused in one line (run those first in one process)."""
+    if not distributed.launched():
+        return
+    digests: dict[str, str] = {}
+    pending = []
+    for name in NAMES:
+        if not recipe.enabled(name):
+            continue
+        digests[name] = stage_digest(recipe, name, digests)
+        if (not only or name in only) and (force or not manifest.done(name, digests[name])):
+            pending.append(name)
+    others = [name for name in pending if name != "train"]
+    if others:
+        raise InputError(f"under {distributed.launcher()} only the train stage runs, and this run would also run "
+                         f"{', '.join(others)}: run the data stages first in one process (cerbero-hf run RECIPE "
+                         f"--only {','.join(others)}), then launch with --only train", column="--only")
+
+
 def stage_digest(recipe: Recipe, name: str, digests: dict[str, str]) -> str:
     """A stage's cache key: its own config and the keys of the stages it reads (not unrelated stages)."""
     stage = get_stage(name)
@@ -227,6 +248,10 @@ def run_recipe(recipe: Recipe, *, only: list[str] | None = None, force: bool = F
     manifest.data["recipe"] = redact(recipe.to_dict())
     digests: dict[str, str] = {}
     results: dict[str, Result] = {}
+    check_launched_stages(recipe, manifest, only, force)
+    if not distributed.is_main():  # under a launcher the main process writes the manifest and reports
+        manifest.record = lambda *_, **__: None  # type: ignore[method-assign]
+        on_stage = on_event = None
     for name in NAMES:
         stage = get_stage(name)
         if not recipe.enabled(name):

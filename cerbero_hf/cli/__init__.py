@@ -70,6 +70,7 @@ class Interrupted(Exception):
         self.hint = hint
 
 
+REPLICA_WAIT_S = 10.0  # how long a rank other than the main one waits for the main to report a shared input error
 STOP_GRACE_S = 30.0  # the most a stopping command may take after SIGINT/SIGTERM before it is ended at once
 _SIGNAL = {"received": None, "reported": False}  # the first SIGINT/SIGTERM received during main()
 _RESUME = "re-run the same command to resume"
@@ -100,16 +101,36 @@ def _on_signal(signum, _frame) -> None:
 
 def _interrupted(hint: str | None = None) -> None:
     """Print the one line for an interrupted command and exit 128 + the signal number."""
+    from cerbero_hf import distributed
+
+    if not distributed.is_main():  # under a launcher: the launcher stopped this rank; the main process says why
+        _SIGNAL["reported"] = True
     if not _SIGNAL["reported"]:
         _SIGNAL["reported"] = True
         typer.echo(_line(hint), err=True)
     sys.exit(128 + int(_SIGNAL["received"] or signal.SIGINT))
 
 
+def _rank_failure(err: BaseException) -> None:
+    """Under a launcher, an unexpected error is one line naming the rank (every rank prints its own), exit 1."""
+    from cerbero_hf import distributed
+
+    cause = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    typer.echo(f"Error: rank {distributed.rank()} of {distributed.world_size()}: {type(err).__name__}"
+               + (f": {cause}" if cause else ""), err=True)
+    sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    Under a launcher (``torchrun``, ``accelerate launch``) every rank runs it: an input error is the same on every
+    rank and only the main process prints it; any other error is one line naming the rank.
+    """
+    from cerbero_hf import distributed
     from cerbero_hf.errors import InputError
 
+    distributed.quiet_replica()
     _SIGNAL.update(received=None, reported=False)
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -126,7 +147,15 @@ def main(argv: list[str] | None = None) -> None:
             _interrupted()
         if _DEBUG["on"] or os.environ.get("CERBERO_HF_DEBUG"):
             raise
-        typer.echo(f"Error: {err}", err=True)
+        if distributed.is_main():
+            typer.echo(f"Error: {err}", err=True)
+        else:  # every rank found it; the main process says it, and the launcher ends this rank when it exits
+            import time
+
+            try:
+                time.sleep(REPLICA_WAIT_S)
+            except KeyboardInterrupt:  # the launcher's SIGTERM once the main process exited
+                pass
         sys.exit(2)
     except KeyboardInterrupt:
         _interrupted()
@@ -144,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
             _interrupted()
         if _SIGNAL["received"] is not None:  # a library wrapped the KeyboardInterrupt in its own error
             _interrupted()
+        if distributed.launched() and not (_DEBUG["on"] or os.environ.get("CERBERO_HF_DEBUG")):
+            _rank_failure(err)
         raise
     finally:
         for sig, handler in previous.items():

@@ -229,6 +229,9 @@ class StageConsole:
         if event == "log":  # the trainer's logs: our row, always printed
             self._print(f"           {train_row(stats)}", highlight=False)
             return
+        if event == "note":  # a one-line remark of the stage (train: a global batch other than the paper's)
+            self._print(f"           [yellow]note:[/yellow] {stats.get('message', '')}", highlight=False)
+            return
         text, done, total = describe_event(event, stats)
         if self._task is not None:
             known = {"total": total} if total is not None else {}

@@ -58,6 +58,7 @@ def register(app) -> None:
         """Run the recipe: seeds, generate, refine, score, filter, train, evaluate, publish (each skippable, resumable)."""
         from rich.console import Console
 
+        from cerbero_hf import distributed
         from cerbero_hf.cli._console import StageConsole, calm_libraries
         from cerbero_hf.errors import InputError
         from cerbero_hf.recipe import STAGES, load_recipe, run_recipe
@@ -67,6 +68,9 @@ def register(app) -> None:
         if bad:
             raise InputError(f"unknown stage {bad[0]!r} in --only; expected {', '.join(STAGES)}", column="--only")
         loaded = load_recipe(recipe, set_)
+        if not distributed.is_main():  # under a launcher: this rank trains, the main process reports
+            run_recipe(loaded, only=stages, force=force, overwrite=overwrite)
+            return
         with calm_libraries(verbose), StageConsole(STAGES, Console(stderr=True)) as shown:
             manifest = run_recipe(loaded, only=stages, force=force, on_stage=shown.on_stage, overwrite=overwrite,
                                   on_event=shown.on_event)

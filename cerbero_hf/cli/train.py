@@ -49,6 +49,16 @@ def _progress_callback(progress, every: float = 2.0):
     return RichProgress()
 
 
+def _processes(res, cfg) -> str:
+    """``2 (torchrun, MULTI_CPU), global batch 8``: how many ranks trained, how, and the global batch."""
+    from cerbero_hf import distributed
+
+    world = distributed.world_size()
+    size = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
+    how = f" ({distributed.launcher()})" if world > 1 else ""
+    return f"{world}{how}, global batch {size}"
+
+
 def _summary(res, cfg):
     from rich.table import Table
 
@@ -61,6 +71,7 @@ def _summary(res, cfg):
             ("train loss", f"{res.train_loss:.4f}" if res.train_loss else "–"),
             ("eval loss", f"{res.eval_loss:.4f}" if res.eval_loss is not None else "–"),
             ("time", f"{res.seconds:.1f} s ({rate:,.0f} tokens/s)"),
+            ("processes", _processes(res, cfg)),
             ("loss mode", "assistant-only" if cfg.assistant_only_loss else "full conversation"),
             ("resumed from", res.resumed_from or "–"), ("model", res.model),
             ("merged model", res.merged or "–"), ("Hub repo", res.hub or "–")]
@@ -139,14 +150,19 @@ def register(app) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        from cerbero_hf import distributed
         from cerbero_hf.stages.train.trainer import check_inputs
         from cerbero_hf.stages.train.trainer import train as run_train
 
         cfg = parse_train_args(ctx.args)
         check_inputs(cfg)
         console = Console(stderr=True)
+        note = lambda line: console.print(f"note: {line}", highlight=False, soft_wrap=True)  # noqa: E731
+        if not distributed.is_main():  # under a launcher only the main process prints
+            run_train(cfg)
+            return
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn()]
         with Progress(*columns, console=console, auto_refresh=False) as progress:
-            res = run_train(cfg, callbacks=[_progress_callback(progress)])
+            res = run_train(cfg, callbacks=[_progress_callback(progress)], on_note=note)
         Console().print(_summary(res, cfg))

@@ -100,7 +100,8 @@ def run_train(config, ctx: Context) -> TrainResult:
     if ctx.overwrite:  # cerbero-hf run --overwrite
         changes["overwrite"] = True
     callbacks = [event_callback(ctx.on_event)] if ctx.on_event is not None else []  # the recipe console's rows
-    return train(dataclasses.replace(config, **changes) if changes else config, callbacks=callbacks)
+    on_note = (lambda line: ctx.on_event("note", {"message": line})) if ctx.on_event is not None else None
+    return train(dataclasses.replace(config, **changes) if changes else config, callbacks=callbacks, on_note=on_note)
 
 
 STAGE = Stage("train", TrainConfigRef, run_train, TrainResult, inputs=("filter",), folder="model",

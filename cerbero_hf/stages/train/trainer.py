@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from cerbero_hf import distributed
 from cerbero_hf.errors import InputError
 from cerbero_hf.outputs import writes_output
 from cerbero_hf.stages.train.config import TrainConfig  # noqa: F401  (public API)
@@ -30,6 +32,8 @@ from cerbero_hf.stages.train.model_card import write_card
 from cerbero_hf.stages.train.stage import TrainResult
 
 MANIFEST = "cerbero_train.json"
+PREPARED = ".cerbero-hf-data"  # the training rows the main process prepared for every rank (removed at the end)
+PAPER_GLOBAL_BATCH = 128  # Table 1: micro batch 4 x gradient accumulation 4 x 8 GPUs
 
 
 def templates(cfg: TrainConfig, eos_token: str) -> tuple[str, str, list[str]]:
@@ -70,6 +74,17 @@ def _trainer_class():
             if self.card_writer is not None and self.is_world_process_zero():
                 self.card_writer(self.args.output_dir)
 
+        def training_step(self, model, inputs, *args, **kwargs):
+            # this rank's own tokens (TRL's num_tokens is the sum over ranks): the report shows every rank trained
+            if "attention_mask" in inputs:
+                self.rank_tokens += int(inputs["attention_mask"].sum())
+            elif "position_ids" in inputs:
+                self.rank_tokens += int(inputs["position_ids"].size(1))
+            self.rank_steps += 1
+            return super().training_step(model, inputs, *args, **kwargs)
+
+    CerberoSFTTrainer.rank_tokens = 0
+    CerberoSFTTrainer.rank_steps = 0
     return CerberoSFTTrainer
 
 
@@ -82,7 +97,8 @@ def _split(ds, fraction: float, seed: int):
 
 
 def _merge_lora(cfg: TrainConfig, tok, report: dict, stops: list[str]) -> Path:
-    """Reload the base, apply the saved adapter and ``merge_and_unload`` into ``OUTPUT-merged``."""
+    """Reload the base, apply the saved adapter and ``merge_and_unload`` into ``OUTPUT-merged`` (pushed to
+    ``<hub_model_id>-merged`` with ``push_to_hub``)."""
     from peft import PeftModel
 
     base = _load_model(cfg, bf16=False, quantize=False)
@@ -91,6 +107,12 @@ def _merge_lora(cfg: TrainConfig, tok, report: dict, stops: list[str]) -> Path:
     merged.save_pretrained(out)
     tok.save_pretrained(out)
     write_card(cfg, report, stops, out, merged=True)
+    if cfg.push_to_hub:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        repo = api.create_repo(cfg.hub_model_id + "-merged", private=cfg.hub_private_repo, exist_ok=True)
+        api.upload_folder(repo_id=repo.repo_id, folder_path=str(out), commit_message="Merged LoRA model")
     return out
 
 
@@ -147,21 +169,113 @@ def event_callback(on_event):
     return Events()
 
 
+def training_data(cfg: TrainConfig):
+    """``(train rows, eval rows or None, data report)``: the corpora mixed, shuffled and split.
+
+    Under a launcher the main process prepares them once into ``OUTPUT/.cerbero-hf-data`` and every rank reads
+    that copy, so TRL's tokenisation (which runs on the main process first) is cached next to it and the other
+    ranks read the cache instead of tokenising the corpus again.
+    """
+    if not distributed.launched():
+        ds, report = build_training_set(cfg.corpora, condition=cfg.condition, seed=cfg.seed, language=cfg.language)
+        return (*_split(ds, cfg.eval_fraction, cfg.seed), report)
+    from datasets import load_from_disk
+
+    folder = Path(cfg.output_dir) / PREPARED
+
+    def prepare() -> None:
+        import shutil
+
+        ds, report = build_training_set(cfg.corpora, condition=cfg.condition, seed=cfg.seed, language=cfg.language)
+        shutil.rmtree(folder, ignore_errors=True)
+        for name, part in zip(("train", "eval"), _split(ds, cfg.eval_fraction, cfg.seed)):
+            if part is not None:
+                part.select_columns(["messages"]).save_to_disk(str(folder / name))
+        (folder / "report.json").write_text(json.dumps(report, ensure_ascii=False, default=str), encoding="utf-8")
+
+    distributed.on_main(prepare)
+    report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    train_ds = load_from_disk(str(folder / "train"))
+    eval_ds = load_from_disk(str(folder / "eval")) if (folder / "eval").is_dir() else None
+    return train_ds, eval_ds, report
+
+
+def how_trained(cfg: TrainConfig, trainer) -> dict:
+    """The set-up a reader needs to reproduce the run: processes, batch sizes, launcher, distributed type."""
+    world = distributed.world_size()
+    kind = getattr(trainer.accelerator.state.distributed_type, "value", str(trainer.accelerator.state.distributed_type))
+    return {"world_size": world, "per_device_batch_size": cfg.per_device_train_batch_size,
+            "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+            "global_batch_size": cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world,
+            "launcher": distributed.launcher(), "distributed_type": "none" if world == 1 else kind,
+            "backend": getattr(trainer.accelerator.state, "backend", None) if world > 1 else None}
+
+
+def batch_note(cfg: TrainConfig) -> str | None:
+    """One line when the global batch differs from the paper's (Table 1: 4 x accumulation 4 x 8 GPUs = 128)."""
+    world = distributed.world_size()
+    size = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
+    if size == PAPER_GLOBAL_BATCH:
+        return None
+    return (f"global batch {size} = {cfg.per_device_train_batch_size} per device x {cfg.gradient_accumulation_steps} "
+            f"accumulation x {world} process{'es' if world > 1 else ''}; the paper's recipe: 4 x 4 x 8 = "
+            f"{PAPER_GLOBAL_BATCH} (Table 1)")
+
+
+def check_resume(last: str | None) -> None:
+    """Refuse to resume a checkpoint written by another number of processes: the data order and the optimizer
+    steps would not line up (one line; ``--resume false`` starts over)."""
+    if last is None:
+        return
+    states = sorted(p.name for p in Path(last).glob("rng_state*.pth"))
+    if not states:
+        return
+    then = 1 if states == ["rng_state.pth"] else len([s for s in states if s != "rng_state.pth"])
+    now = distributed.world_size()
+    if then != now:
+        raise InputError(f"{Path(last).name} was written by {then} process{'es' if then > 1 else ''} and this run has "
+                         f"{now}: resume with {then}, or pass --resume false to start over", file=str(last))
+
+
 @writes_output(lambda cfg, *_, **__: cfg.corpora, output=lambda cfg, *_, **__: cfg.output_dir,
                overwrite=lambda cfg, *_, **__: cfg.overwrite)
-def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
+def train(cfg: TrainConfig, callbacks: list | tuple = (), on_note: Callable[[str], None] | None = None) -> TrainResult:
     """Fine-tune ``cfg.model`` on ``cfg.corpora`` with TRL's ``SFTTrainer`` into ``cfg.output_dir``.
 
     Resumes from the last ``checkpoint-*`` in ``cfg.output_dir`` when ``cfg.resume``; pushes checkpoints,
     the tokenizer with its template and the final model when ``cfg.push_to_hub``. ``callbacks`` are
-    transformers ``TrainerCallback`` objects (the CLI passes its progress bar).
+    transformers ``TrainerCallback`` objects (the CLI passes its progress bar). ``on_note(line)`` receives the
+    one-line notes of the start (a global batch other than the paper's); default: a warning on the
+    ``cerbero_hf`` logger.
+
+    Under ``torchrun`` or ``accelerate launch`` every rank calls this and trains; only the main process locks the
+    output, writes the card, ``cerbero_train.json`` and the merged model, and pushes (see
+    :mod:`cerbero_hf.distributed`). Every rank returns the same result.
     """
-    from transformers import AutoTokenizer
     from transformers.trainer_utils import get_last_checkpoint
 
     check_inputs(cfg)
-    ds, report = build_training_set(cfg.corpora, condition=cfg.condition, seed=cfg.seed, language=cfg.language)
-    train_ds, eval_ds = _split(ds, cfg.eval_fraction, cfg.seed)
+    distributed.check_launch()
+    note = batch_note(cfg)
+    if note and distributed.is_main():
+        (on_note or logging.getLogger("cerbero_hf").warning)(note)
+    out = Path(cfg.output_dir)
+    last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
+    check_resume(last)
+    try:
+        return _train(cfg, callbacks, last)
+    finally:
+        if distributed.launched() and distributed.is_main():
+            import shutil
+
+            shutil.rmtree(out / PREPARED, ignore_errors=True)
+
+
+def _train(cfg: TrainConfig, callbacks, last: str | None) -> TrainResult:
+    from transformers import AutoTokenizer
+
+    out = Path(cfg.output_dir)
+    train_ds, eval_ds, report = training_data(cfg)
 
     tok = AutoTokenizer.from_pretrained(cfg.model)
     training_template, inference_template, stops = templates(cfg, tok.eos_token)
@@ -177,6 +291,12 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
         model=model, args=cfg, train_dataset=train_ds.select_columns(["messages"]),
         eval_dataset=eval_ds.select_columns(["messages"]) if eval_ds is not None else None,
         processing_class=tok, peft_config=peft_config, callbacks=list(callbacks))
+    setup = how_trained(cfg, trainer)
+    distributed.check_engine(distributed.asked_engine(cfg.fsdp, cfg.deepspeed), setup["distributed_type"])
+    if distributed.launched():  # the same tokenised cache files on every rank: the main process prepared them once
+        caches = distributed.gather(sorted(Path(f["filename"]).name for f in trainer.train_dataset.cache_files))
+        setup["data_prepared"] = "once, by the main process" if all(c == caches[0] for c in caches) else "on every rank"
+    report["distributed"] = setup
     trainer.card_writer = lambda folder: write_card(cfg, report, stops, folder)
     if any(getattr(c, "replaces_progress", False) for c in callbacks):  # event_callback: no tqdm bar, no dicts
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -184,33 +304,31 @@ def train(cfg: TrainConfig, callbacks: list | tuple = ()) -> TrainResult:
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
 
-    out = Path(cfg.output_dir)
-    last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - start
     eval_loss = trainer.evaluate()["eval_loss"] if eval_ds is not None else None
+    setup["ranks"] = [{"rank": r, "steps": steps, "tokens": tokens} for r, (steps, tokens) in
+                      enumerate(distributed.gather((trainer.rank_steps, trainer.rank_tokens)))]
 
     tok.chat_template = inference_template  # the saved copy renders prompts, it does not train
-    trainer.save_model(str(out))
-    write_card(cfg, report, stops, out)
+    trainer.save_model(str(out))  # every rank: FSDP and ZeRO-3 gather the weights; transformers writes on rank 0
     res = TrainResult(rows=len(train_ds), rejected=sum(c["rows_rejected"] for c in report["corpora"]),
                       steps=trainer.state.global_step,
                       tokens=int(getattr(trainer, "_total_train_tokens", 0)), train_loss=result.training_loss,
                       eval_loss=eval_loss, seconds=seconds, resumed_from=last, model=str(out))
-    (out / MANIFEST).write_text(json.dumps({
-        "config": cfg.to_dict(), "data": report, "stop_strings": stops, "result": res.to_dict()},
-        indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    if cfg.push_to_hub:
+    distributed.on_main(lambda: _write_report(cfg, report, stops, res, out))
+    if cfg.push_to_hub:  # every rank saves (FSDP, ZeRO-3 gather), the main process pushes
         trainer.push_to_hub(commit_message="End of training")
         res.hub = trainer.hub_model_id
     if cfg.lora and cfg.merge_lora:
-        merged = _merge_lora(cfg, tok, report, stops)
-        res.merged = str(merged)
-        if cfg.push_to_hub:
-            from huggingface_hub import HfApi
+        res.merged = distributed.on_main(lambda: str(_merge_lora(cfg, tok, report, stops)))
+    return distributed.broadcast(res)
 
-            api = HfApi()
-            repo = api.create_repo(cfg.hub_model_id + "-merged", private=cfg.hub_private_repo, exist_ok=True)
-            api.upload_folder(repo_id=repo.repo_id, folder_path=str(merged), commit_message="Merged LoRA model")
-    return res
+
+def _write_report(cfg: TrainConfig, report: dict, stops: list[str], res: TrainResult, out: Path) -> None:
+    """The main process's record of the run: the model card and ``cerbero_train.json``."""
+    write_card(cfg, report, stops, out)
+    (out / MANIFEST).write_text(json.dumps({
+        "config": cfg.to_dict(), "data": report, "stop_strings": stops, "result": res.to_dict()},
+        indent=2, ensure_ascii=False, default=str), encoding="utf-8")
