@@ -46,6 +46,7 @@ from gpu_checks import (
     check_embed_store,
     check_evaluate,
     check_flash,
+    check_fsdp,
     check_pll,
     check_qlora,
     sync,
@@ -181,7 +182,7 @@ def check_matmul(C):
 CHECKS = {"matmul": check_matmul, "train_full": lambda C: train_run(C, "train-full"),
           "train_lora": lambda C: train_run(C, "train-lora", lora=True, learning_rate=C.s.lora_lr),
           "train_flash": check_flash, "train_qlora": check_qlora, "train_adam8bit": check_adam8bit,
-          "pll": check_pll, "embed_store": check_embed_store, "evaluate": check_evaluate}
+          "train_fsdp": check_fsdp, "pll": check_pll, "embed_store": check_embed_store, "evaluate": check_evaluate}
 
 
 def summary(name: str, r: dict) -> str:

@@ -68,6 +68,46 @@ def train_run(C, name, **over):
     return out
 
 
+def check_fsdp(C):
+    """FSDP2 full shard through ``configs/accelerate/fsdp.yaml`` on every GPU of the machine, as a user launches it
+    (``accelerate launch ... -m cerbero_hf train``). The CPU cannot run it: accelerate sets FSDP up only on GPUs,
+    and the train stage refuses a launch whose FSDP was not set up (tests/stages/train/test_distributed.py)."""
+    needs(C)
+    import socket
+    import subprocess
+    import sys
+
+    import torch
+
+    model, corpus = C.lm(), C.corpus()
+    gpus = torch.cuda.device_count()
+    out = C.work / "train-fsdp"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(root / "configs/accelerate/fsdp.yaml"),
+           "--num_processes", str(gpus), "--main_process_port", str(port), "-m", "cerbero_hf", "train",
+           f"generated={corpus}", str(out), "--model", str(model), "--max-steps", str(C.s.steps),
+           "--max-length", str(C.s.max_length), "--per-device-train-batch-size", str(C.s.batch),
+           "--gradient-accumulation-steps", "1", "--learning-rate", str(C.s.lr), "--lr-scheduler-type", "constant",
+           "--warmup-steps", "0", "--logging-steps", "1", "--save-steps", str(10 ** 6), "--eval-fraction", "0",
+           "--resume", "false", "--overwrite", "true"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")] or proc.stderr.splitlines()
+        return {"status": "failed", "error": (errors or ["no output"])[-1][:500], "gpus": gpus}
+    report = json.loads((out / "cerbero_train.json").read_text(encoding="utf-8"))
+    setup, result = report["data"]["distributed"], report["result"]
+    ok = setup["distributed_type"] == "FSDP" and math.isfinite(result["train_loss"] or math.nan)
+    res = {"status": "ok" if ok else "failed", "gpus": gpus, "distributed_type": setup["distributed_type"],
+           "ranks": setup.get("ranks"), "steps": result["steps"], "train_loss": result["train_loss"],
+           "tokens_per_s": result["tokens"] / result["seconds"] if result["seconds"] else None}
+    if not ok:
+        res["error"] = f"distributed type {setup['distributed_type']}, train loss {result['train_loss']}"
+    return res
+
+
 def needs(C, package=None, cuda=True):
     if cuda and not C.cuda:
         raise NotRun("needs CUDA")

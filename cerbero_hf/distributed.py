@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Any, Callable, ContextManager, Iterator
 
 from cerbero_hf.errors import InputError
@@ -67,6 +68,23 @@ def launcher() -> str:
     if "DEEPSPEED_ENVIRONMENT_NAME" in os.environ or "CROSS_RANK" in os.environ:
         return "deepspeed"
     return "launcher"
+
+
+def die_with_launcher() -> None:
+    """Under a launcher, end this rank when the launcher dies (``kill -9`` of ``torchrun``): torchrun starts its
+    ranks in sessions of their own, so they would otherwise train on, orphaned, holding the output's lock. The
+    next run of the same command resumes from the last checkpoint. Linux only (``PR_SET_PDEATHSIG``)."""
+    if not launched() or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the launcher was gone before the call
+        os._exit(128 + int(signal.SIGKILL))
 
 
 def check_launch() -> None:

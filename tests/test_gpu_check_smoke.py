@@ -16,7 +16,7 @@ from conftest import ROOT
 
 SCRIPT = ROOT / "bench" / "gpu_check.py"
 REQUIRED = ("matmul", "train_full", "train_lora", "pll", "embed_store", "evaluate")
-CUDA_ONLY = ("train_flash", "train_qlora", "train_adam8bit")  # flash_attn / bitsandbytes paths: CUDA only
+CUDA_ONLY = ("train_flash", "train_qlora", "train_adam8bit", "train_fsdp")  # flash_attn, bitsandbytes, FSDP: CUDA only
 THRESHOLD = 2.0  # the NLL < 2 filter: the random tiny MLM scores every text above it
 
 

@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     from cerbero_hf import distributed
     from cerbero_hf.errors import InputError
 
+    distributed.die_with_launcher()
     distributed.quiet_replica()
     _SIGNAL.update(received=None, reported=False)
     previous = {}

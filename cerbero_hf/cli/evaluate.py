@@ -62,9 +62,15 @@ def register(app) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        from cerbero_hf import distributed
         from cerbero_hf.stages.evaluate.stage import evaluate_model
 
         console = Console(stderr=True)
+        if distributed.launched():  # examples are few and generation is cheap next to training: one process
+            if not distributed.is_main():
+                return
+            console.print(f"note: under {distributed.launcher()} evaluation runs on the main process only; the "
+                          f"other {distributed.world_size() - 1} rank(s) stay idle", highlight=False)
         card_path = card or (Path(model) if Path(model).is_dir() else None)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=console) as bar:

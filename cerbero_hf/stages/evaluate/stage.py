@@ -140,8 +140,16 @@ def evaluate_model(config: EvaluateConfig, model: str, results_path: str | Path,
         model: a local folder or Hub id (with ``config.endpoint``: the model name sent to the server).
         card: the model card (README.md or its folder) that ``update_card`` merges the scores into.
         progress / on_task: progress callbacks (examples done; a task starting with n examples).
+
+    Under a launcher (``torchrun``, ``accelerate launch``) it runs on the main process only (``cerbero-hf evaluate``
+    leaves the other ranks idle); called on another rank it refuses, so results are never written twice.
     """
+    from cerbero_hf import distributed
     from cerbero_hf.stages.evaluate.prompts import prompt_format
+
+    if not distributed.is_main():
+        raise InputError(f"evaluation runs on the main process only; this is rank {distributed.rank()} "
+                         "(call evaluate_model where cerbero_hf.distributed.is_main())")
     from cerbero_hf.stages.evaluate.runner import card_scores, evaluate_tasks
     from cerbero_hf.stages.evaluate.tasks import evaluation_settings, load_examples, task_configs
 

@@ -162,9 +162,18 @@ def write_card(cfg, report: dict, stops: list[str], folder: str | Path, merged: 
                 "weight": c["weight"], "rows": c["rows_used"]} for c in report["corpora"]]
     note = "LoRA adapter merged into the base weights" if merged else ("LoRA adapter" if cfg.lora else "")
     base = cfg.model if is_hub_id(cfg.model) else Path(cfg.model).name  # no local paths in a public card
+    recipe = cfg.recipe_table()
+    setup = report.get("distributed")
+    if setup:  # how it trained, so a reader can reproduce the run
+        world = setup["world_size"]
+        recipe["processes"] = (f"{world} processes ({setup['launcher']}, {setup['distributed_type']}"
+                               + (f", {setup['backend']})" if setup.get("backend") else ")") if world > 1 else "1")
+        recipe["global batch"] = (f"{setup['global_batch_size']} = {setup['per_device_batch_size']} per device x "
+                                  f"{setup['gradient_accumulation_steps']} accumulation x {world} "
+                                  f"process{'es' if world > 1 else ''}")
     card = build_model_card(
         model_name=name, base_model=base, corpora=corpora, condition=cfg.condition, seed=cfg.seed,
-        recipe=cfg.recipe_table(), assistant_only_loss=cfg.assistant_only_loss, stop_strings=stops,
+        recipe=recipe, assistant_only_loss=cfg.assistant_only_loss, stop_strings=stops,
         user_tag=pack.user_tag, assistant_tag=pack.fauno_assistant_tag if cfg.fauno_tags else pack.assistant_tag,
         repo_id=repo, language=pack.code, language_name=pack.name, license=cfg.license, fauno_tags=cfg.fauno_tags,
         condition_note=note, example_prompt=pack.extra.get("example_prompt", "..."),

@@ -207,7 +207,7 @@ def how_trained(cfg: TrainConfig, trainer) -> dict:
     return {"world_size": world, "per_device_batch_size": cfg.per_device_train_batch_size,
             "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
             "global_batch_size": cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world,
-            "launcher": distributed.launcher(), "distributed_type": "none" if world == 1 else kind,
+            "launcher": distributed.launcher(), "distributed_type": "none" if kind == "NO" else kind,
             "backend": getattr(trainer.accelerator.state, "backend", None) if world > 1 else None}
 
 
@@ -256,6 +256,7 @@ def train(cfg: TrainConfig, callbacks: list | tuple = (), on_note: Callable[[str
 
     check_inputs(cfg)
     distributed.check_launch()
+    distributed.die_with_launcher()
     note = batch_note(cfg)
     if note and distributed.is_main():
         (on_note or logging.getLogger("cerbero_hf").warning)(note)
@@ -322,8 +323,9 @@ def _train(cfg: TrainConfig, callbacks, last: str | None) -> TrainResult:
         trainer.push_to_hub(commit_message="End of training")
         res.hub = trainer.hub_model_id
     if cfg.lora and cfg.merge_lora:
-        res.merged = distributed.on_main(lambda: str(_merge_lora(cfg, tok, report, stops)))
-    return distributed.broadcast(res)
+        res.merged = str(Path(str(out) + "-merged"))
+        distributed.on_main(lambda: (_merge_lora(cfg, tok, report, stops), _write_report(cfg, report, stops, res, out)))
+    return res
 
 
 def _write_report(cfg: TrainConfig, report: dict, stops: list[str], res: TrainResult, out: Path) -> None:
