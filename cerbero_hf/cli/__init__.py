@@ -44,7 +44,9 @@ _DEBUG = {"on": False}
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors.")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+          version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                       callback=lambda value: _version(value), is_eager=True)) -> None:
     _DEBUG["on"] = debug
 
 
@@ -111,6 +113,40 @@ def _interrupted(hint: str | None = None) -> None:
     sys.exit(128 + int(_SIGNAL["received"] or signal.SIGINT))
 
 
+def _click_errors() -> tuple[type, ...]:
+    """click's usage errors: typer 0.29 vendors its own click (``typer._click``), whose classes are not the
+    ``click`` package's; both are caught."""
+    import click
+
+    classes: list[type] = [click.exceptions.ClickException]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:  # a typer that uses the click package itself
+        return tuple(classes)
+    return (*classes, vendored.ClickException)
+
+
+def _usage_error(err) -> None:
+    """A usage mistake (unknown option or command, missing argument, bad value): one line, exit 2. A bare
+    ``cerbero-hf`` shows the help instead (exit 0)."""
+    if type(err).__name__ == "NoArgsIsHelpError":
+        err.show()
+        sys.exit(0)
+    ctx = getattr(err, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    message = " ".join(err.format_message().split())
+    typer.echo(f"Error: {message}{where}", err=True)
+    sys.exit(2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from cerbero_hf import __version__
+
+        typer.echo(f"cerbero-hf {__version__}")
+        raise typer.Exit()
+
+
 def _rank_failure(err: BaseException) -> None:
     """Under a launcher, an unexpected error is one line naming the rank (every rank prints its own), exit 1."""
     from cerbero_hf import distributed
@@ -167,9 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # click usage errors come through here in non-standalone mode
         import click
 
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
+        if isinstance(err, _click_errors()):
+            _usage_error(err)
         if isinstance(err, click.exceptions.Abort):
             _interrupted()
         if _SIGNAL["received"] is not None:  # a library wrapped the KeyboardInterrupt in its own error
