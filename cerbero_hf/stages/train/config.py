@@ -27,9 +27,10 @@ from transformers import HfArgumentParser
 from transformers.trainer_utils import HubStrategy, SchedulerType
 from trl import SFTConfig
 
+from cerbero_hf import distributed
 from cerbero_hf.config import Config, check, from_dict, setting
 from cerbero_hf.errors import InputError
-from cerbero_hf.stages.train.data import CONDITIONS
+from cerbero_hf.stages.train.data import CONDITIONS, check_corpora
 
 
 @dataclass
@@ -108,9 +109,11 @@ class TrainConfig(SFTConfig, Config):
             self.per_device_eval_batch_size = self.per_device_train_batch_size
         if self.data_seed is None:
             self.data_seed = self.seed
+        if self.corpora and distributed.launched():  # before transformers forms the process group below
+            check_corpora(self.corpora, self.condition)
         output_dir = self.output_dir
         try:
-            super().__post_init__()
+            super().__post_init__()  # sets up the device: under a launcher, joins the process group
         except (ValueError, TypeError) as err:
             raise InputError(f"bad train setting: {str(err).splitlines()[0]}", column="train") from None
         self.output_dir = output_dir if output_dir is None else self.output_dir  # None: decided by the caller

@@ -69,6 +69,13 @@ class Corpus:
         return c
 
 
+def check_corpora(corpora: list, condition: str) -> None:
+    """The condition picks at least one corpus, and every local corpus it picks exists (one-line errors)."""
+    for c in select_corpora([Corpus.parse(c) for c in corpora], condition):
+        if c.hub_id is None and not Path(c.path).exists():
+            raise InputError("no such file or folder", file=c.path)
+
+
 def select_corpora(corpora: list[Corpus], condition: str) -> list[Corpus]:
     """The corpora of a condition preset: ``full`` takes all, others match by name prefix."""
     if condition not in CONDITIONS:

@@ -27,7 +27,7 @@ from cerbero_hf import distributed
 from cerbero_hf.errors import InputError
 from cerbero_hf.outputs import writes_output
 from cerbero_hf.stages.train.config import TrainConfig  # noqa: F401  (public API)
-from cerbero_hf.stages.train.data import CONDITIONS, Corpus, build_training_set  # noqa: F401  (public API)
+from cerbero_hf.stages.train.data import CONDITIONS, Corpus, build_training_set, check_corpora  # noqa: F401
 from cerbero_hf.stages.train.model_card import write_card
 from cerbero_hf.stages.train.stage import TrainResult
 
@@ -118,17 +118,13 @@ def _merge_lora(cfg: TrainConfig, tok, report: dict, stops: list[str]) -> Path:
 
 def check_inputs(cfg: TrainConfig) -> None:
     """Fail fast, before any heavy work, on a missing output folder, corpus or repo id, or a bad condition."""
-    from cerbero_hf.stages.train.data import select_corpora
-
     if not cfg.output_dir:
         raise InputError("an output folder is needed")
     if cfg.push_to_hub and not cfg.hub_model_id:
         raise InputError("pushing to the Hub needs a repo id (--hub-model-id USER/NAME)")
     if cfg.load_in_4bit and not (cfg.lora and not cfg.use_cpu and importlib.util.find_spec("bitsandbytes")):
         raise InputError("load_in_4bit (QLoRA) needs --lora, a GPU and the bitsandbytes package")
-    for c in select_corpora([Corpus.parse(c) for c in cfg.corpora], cfg.condition):
-        if c.hub_id is None and not Path(c.path).exists():
-            raise InputError("no such file or folder", file=c.path)
+    check_corpora(cfg.corpora, cfg.condition)
 
 
 def event_callback(on_event):

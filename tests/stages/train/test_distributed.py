@@ -244,6 +244,13 @@ def test_input_errors_are_found_before_training_and_printed_once(base_lm, corpor
     assert r.stderr.count("no such file or folder") == 1, r.stderr[-3000:]
     assert not re.search(r"\[rank\d\]: Traceback", r.stderr)
 
+    # rank 0 of 2 with nobody else coming: the missing corpus is found before it waits for the process group
+    code = ("from cerbero_hf.stages.train.config import TrainConfig\n"
+            f"TrainConfig(model={str(base_lm)!r}, corpora=[{args[0]!r}], output_dir='o')")
+    alone = dict(env, WORLD_SIZE="2", RANK="0", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    r = subprocess.run([sys.executable, "-c", code], env=alone, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "InputError: file " in r.stderr and "missing: no such file or folder" in r.stderr
+
     # a second run on an output another run holds: the main process says so, once; nobody trains
     from cerbero_hf.outputs import prepare_output
 
