@@ -186,9 +186,20 @@ def _text_files(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+# A name ending in one of these is a file someone mistyped, never a Hub repo id ("bad/missing.jsonl").
+FILE_SUFFIXES = (*FILE_FORMATS, ".jsonl.gz", ".json.gz", ".gz", ".zip", ".txt", ".tsv", ".yaml", ".yml")
+
+
 def is_hub_id(spec: str) -> bool:
+    """True when ``spec`` reads as a Hub repo id ``OWNER/NAME`` and is not a local path.
+
+    Path-like names are never Hub ids, so a mistyped local path is "no such file" at once instead of a slow
+    Hub look-up: one starting with ``.``, ``/`` or ``~``, and one whose name ends in a file suffix
+    (:data:`FILE_SUFFIXES`).
+    """
     parts = spec.split("/")
-    return len(parts) == 2 and all(parts) and not spec.startswith((".", "/")) and not Path(spec).exists()
+    return (len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))
+            and not spec.lower().endswith(FILE_SUFFIXES) and not Path(spec).exists())
 
 
 def load_table(spec: str | os.PathLike, *, config: str | None = None, split: str = "train"):

@@ -47,6 +47,30 @@ def test_bad_paths_fail_before_loading(tmp_path):
     assert err.value.row == 1
 
 
+@pytest.mark.parametrize("spec, hub", [("bad/missing.jsonl", False), ("data/leak.parquet", False), ("./x/y", False),
+                                       ("~/x", False), ("user/corpus", True), ("user/model-v0.1", True),
+                                       ("a/b/c", False)])
+def test_a_path_like_name_is_never_a_hub_id(spec, hub):
+    from cerbero_hf.io import is_hub_id
+
+    assert is_hub_id(spec) is hub
+
+
+def test_a_mistyped_local_path_is_no_such_file_without_asking_the_hub(hub_emulator, cli_env, tmp_path):
+    """``refine bad/missing.jsonl``, ``score ...`` and ``train ...`` answer "no such file" at once: the Hub (here the
+    emulator, where HF_ENDPOINT points) is never asked."""
+    from conftest import run_cli
+
+    env = dict(cli_env, HF_ENDPOINT=hub_emulator.endpoint, HF_HUB_OFFLINE="0")
+    hub_emulator.reset_log()
+    for argv in (["refine", "bad/missing.jsonl", tmp_path / "r"], ["score", "bad/missing.parquet", tmp_path / "s"],
+                 ["train", "fauno=bad/missing.jsonl", tmp_path / "t"]):
+        r = run_cli(argv, env=env, cwd=tmp_path)
+        assert r.returncode == 2, (argv, r.stderr)
+        assert r.stderr.strip().splitlines() == [f"Error: file {argv[1].split('=')[-1]}: no such file or folder"], argv
+    assert hub_emulator.requests() == []
+
+
 def test_rewritten_or_same_named_folders_never_load_stale_rows(tmp_path):
     # datasets keys a local folder's cache on its README only: the card's dataset_info keeps keys distinct
     a, b = tmp_path / "a" / "out", tmp_path / "b" / "out"
