@@ -1,9 +1,11 @@
-"""The one secret redactor: decides by a setting's *name* whether its value is a secret.
+"""The one secret redactor: a value is secret when the setting that holds it is *declared* secret.
 
-A key is secret when, split into words on ``_``/``-``, it is ``token``, ``api_key``, ``password``,
-``secret``, ``authorization``, or ends in ``_token`` / ``_key`` / ``_secret`` / ``_password``
-(``hf_token``, ``hub_api_key``). ``max_new_tokens``, ``batch_tokens`` and ``api_key_env`` (the *name* of an
-environment variable) are not secrets. Used by the recipe manifest, the cards and the logs.
+cerbero-hf's own settings never hold a secret: they name the environment variable that does (``api_key_env``),
+and that name is recorded as it is. The settings of the libraries we pass through that do hold one are declared
+in :data:`SECRET_KEYS` (transformers' ``hub_token``, the Hub's ``token``, an OpenAI-compatible ``api_key``, an HTTP
+``Authorization`` header, ...). Nothing is redacted for a word in its name: ``eos_token``, ``pad_token``,
+``max_new_tokens`` and ``batch_tokens`` are settings, recorded as they are. Used by the recipe manifest, the
+cards and the logs.
 """
 
 from __future__ import annotations
@@ -12,17 +14,19 @@ import re
 from typing import Any
 
 REDACTED = "<redacted>"
-_WHOLE = {"token", "api_key", "apikey", "password", "secret", "authorization", "auth"}
-_SUFFIX = ("token", "key", "secret", "password")
+# Every key whose value is a credential, in the configs and payloads we record (compared in lower case, with
+# "-" as "_"). A library setting that holds a secret is added here by name.
+SECRET_KEYS = frozenset({
+    "token", "hf_token", "hub_token", "push_to_hub_token", "hub_api_key", "use_auth_token", "auth_token",
+    "api_key", "apikey", "openai_api_key", "password", "secret", "client_secret", "authorization", "auth",
+    "access_token", "refresh_token", "bearer_token",
+})
 
 
 def is_secret_key(key: Any) -> bool:
-    """True for names that hold secrets (``token``, ``hf_token``, ``api_key``), False for ``max_new_tokens``."""
-    name = re.sub(r"[-\s]+", "_", str(key).strip().lower())
-    if name in _WHOLE:
-        return True
-    words = name.split("_")
-    return len(words) > 1 and words[-1] in _SUFFIX
+    """True for the declared secret settings (``token``, ``hub_token``, ``api_key``); False for every other name,
+    ``eos_token`` and ``max_new_tokens`` included."""
+    return re.sub(r"[-\s]+", "_", str(key).strip().lower()) in SECRET_KEYS
 
 
 def redact(value: Any) -> Any:

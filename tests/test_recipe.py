@@ -147,7 +147,7 @@ def test_secrets_never_reach_the_manifest_but_settings_do(tmp_path, monkeypatch)
     monkeypatch.setenv("MY_KEY", "sk-secret-value")
     data = _light_recipe(tmp_path)
     data["generate"] = {"enabled": False, "api_key_env": "MY_KEY", "endpoint": "http://x", "max_new_tokens": 77}
-    data["train"] = {"enabled": False, "hub_token": "hf_should_not_appear"}
+    data["train"] = {"enabled": False, "hub_token": "hf_should_not_appear", "eos_token": "</s>", "pad_token": "<pad>"}
     run_recipe(parse_recipe(data))
     text = (tmp_path / "run" / "manifest.json").read_text()
     assert "MY_KEY" in text  # the variable's name is recorded, never its value
@@ -155,6 +155,8 @@ def test_secrets_never_reach_the_manifest_but_settings_do(tmp_path, monkeypatch)
     recorded = json.loads(text)["recipe"]
     assert recorded["generate"]["max_new_tokens"] == 77  # a setting named *tokens is not a secret
     assert recorded["train"]["hub_token"] == "<redacted>"
+    # settings that name a token are not secrets: redaction follows the declaration, not a word in the key
+    assert (recorded["train"]["eos_token"], recorded["train"]["pad_token"]) == ("</s>", "<pad>")
 
 
 def test_cli_run_and_bad_recipe(tmp_path, cli_env):
