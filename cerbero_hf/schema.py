@@ -42,6 +42,16 @@ def features():
     )
 
 
+def to_dataset(rows: list[dict], feats):
+    """``rows`` as a ``datasets.Dataset`` of schema ``feats``; no rows give an empty one with the schema
+    (``Dataset.from_list([], features=...)`` raises "Keys mismatch")."""
+    from datasets import Dataset
+
+    if rows:
+        return Dataset.from_list(rows, features=feats)
+    return Dataset.from_dict({key: [] for key in feats}, features=feats)
+
+
 def rejected_features():
     from datasets import Value
 

@@ -103,9 +103,7 @@ def split_verdicts(ds, groups: Any, keep: np.ndarray, dup_of: np.ndarray, sims: 
     Returns:
         ``(kept, rejected)`` Datasets as :func:`dedup_dataset` describes them.
     """
-    from datasets import Dataset
-
-    from cerbero_hf.schema import rejected_features
+    from cerbero_hf.schema import rejected_features, to_dataset
 
     ids = list(ds["id"])
     drop_rows: dict[int, str] = {}
@@ -121,8 +119,7 @@ def split_verdicts(ds, groups: Any, keep: np.ndarray, dup_of: np.ndarray, sims: 
         row = dict(ds[i])
         row.update(rule=rule, reason=reason)
         rej_rows.append(row)
-    rejected = Dataset.from_list(rej_rows, features=rejected_features()) if rej_rows else \
-        Dataset.from_dict({k: [] for k in rejected_features()}, features=rejected_features())
+    rejected = to_dataset(rej_rows, rejected_features())
     return kept, rejected
 
 

@@ -243,15 +243,15 @@ def seeds_from_oasst(table, language: str = "it"):
     seed conversation per root-to-leaf path, corpus schema), ``messages`` (every kept message:
     the initial diversity store) and ``rejected`` (dropped messages with ``rule`` and ``reason``).
     """
-    from datasets import Dataset, DatasetDict
+    from datasets import DatasetDict
 
-    from cerbero_hf.schema import features, rejected_features
+    from cerbero_hf.schema import features, rejected_features, to_dataset
 
     result = build_seeds(table, language)
     return DatasetDict({
-        "default": Dataset.from_list(result.paths, features=features()),
-        "messages": Dataset.from_list(result.messages, features=features()),
-        "rejected": Dataset.from_list(result.rejected, features=rejected_features()),
+        "default": to_dataset(result.paths, features()),
+        "messages": to_dataset(result.messages, features()),
+        "rejected": to_dataset(result.rejected, rejected_features()),
     })
 
 
@@ -271,18 +271,16 @@ def write_seed_folder(result: SeedSet, output, language: str, source: str = "") 
 
     Raises :class:`InputError` when no tree of ``language`` was found.
     """
-    from datasets import Dataset
-
     from cerbero_hf.io import save_hub_folder
-    from cerbero_hf.schema import features, rejected_features
+    from cerbero_hf.schema import features, rejected_features, to_dataset
 
     counts = result.counts()
     if not result.paths:
         raise InputError(f"no {language!r} trees found ({len(result.rejected)} messages dropped)", file=source or None)
     configs = {
-        "default": Dataset.from_list(result.paths, features=features()),
-        "messages": Dataset.from_list(result.messages, features=features()),
-        "rejected": Dataset.from_list(result.rejected, features=rejected_features()),
+        "default": to_dataset(result.paths, features()),
+        "messages": to_dataset(result.messages, features()),
+        "rejected": to_dataset(result.rejected, rejected_features()),
     }
     save_hub_folder(output, configs, card_data={"language": [language], "tags": ["cerbero-hf", "seeds", "conversational"]},
                     body=_card_body(counts, language, source), pretty_name=f"Seed conversations ({language})")

@@ -126,6 +126,26 @@ def test_cli_writes_hub_folder_with_rejected(tmp_path, cli_env):
                                                 "missing column(s) parent_id, role, lang"]
 
 
+def test_a_clean_subset_writes_a_folder_that_loads(tmp_path, cli_env):
+    """Nothing rejected (every message Italian, every parent there): the folder is written and loads; the empty
+    ``rejected`` config is kept with its schema and read by ``load_config`` (datasets cannot load an empty split)."""
+    from datasets import load_dataset
+
+    from cerbero_hf.hub_folder import load_config
+
+    clean = tmp_path / "clean.jsonl"
+    rows = [{"message_id": "r", "parent_id": None, "role": "prompter", "lang": "it", "text": "Ciao, come stai?"},
+            {"message_id": "a", "parent_id": "r", "role": "assistant", "lang": "it", "text": "Bene, grazie!"}]
+    clean.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "seeds"
+    proc = run_cli(["seeds", clean, out, "--language", "it"], env=cli_env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(load_dataset(str(out), split="train")) == 1
+    assert len(load_dataset(str(out), "messages", split="train")) == 2
+    rejected = load_config(out, "rejected")
+    assert len(rejected) == 0 and {"rule", "reason"} <= set(rejected.column_names)
+
+
 # --- wrong types and oversized messages: rejected rows with a reason, never converted ----------------------
 
 def _tree(**changes):
