@@ -132,10 +132,11 @@ def parse_recipe(data: dict, file: str | None = None) -> Recipe:
 
 
 def check_inputs(recipe: Recipe, file: str | None = None) -> None:
-    """Every enabled stage reads from enabled stages (all of its inputs, or one of them for ``any_of``)."""
+    """Every enabled stage reads from enabled stages (all of its inputs, or one of them for ``any_of``), unless its
+    section names its inputs itself (``train.corpora``)."""
     for name in NAMES:
         stage = get_stage(name)
-        if not recipe.enabled(name) or not stage.inputs:
+        if not recipe.enabled(name) or not stage.inputs or getattr(recipe.configs[name], "corpora", None):
             continue
         on = [i for i in stage.inputs if recipe.enabled(i)]
         if (stage.any_of and not on) or (not stage.any_of and len(on) < len(stage.inputs)):

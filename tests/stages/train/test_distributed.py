@@ -341,3 +341,32 @@ def test_run_under_a_launcher_runs_only_the_train_stage(tmp_path, monkeypatch):
     check_launched_stages(recipe, manifest, ["train"], False)  # --only train
     with pytest.raises(InputError, match="would also run evaluate"):
         check_launched_stages(recipe, manifest, ["train", "evaluate"], False)
+
+
+def test_run_recipe_under_torchrun_trains_every_rank_and_writes_the_manifest_once(base_lm, corpora, env, tmp_path):
+    """``cerbero-hf run RECIPE`` under torchrun with only the train stage to run: both ranks train, the main process
+    writes the manifest and prints; with a data stage to run it stops with one line before anything is done."""
+    import yaml
+
+    from cerbero_hf.recipe import STAGES
+
+    recipe = {**{s: {"enabled": False} for s in STAGES}, "output_dir": str(tmp_path / "run"),
+              "train": {"model": str(base_lm), "corpora": [f"fauno={corpora['fauno']}"], "condition": "fauno",
+                        "max_steps": 2, "max_length": 128, "per_device_train_batch_size": 2,
+                        "gradient_accumulation_steps": 1, "warmup_steps": 0, "eval_fraction": 0, "save_steps": 100}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    r = torchrun(["run", path], env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["stages"]["train"]["status"] == "done" and manifest["stages"]["train"]["counts"]["steps"] == 2
+    assert_two_ranks_trained(tmp_path / "run" / "model", steps=2)
+    assert r.stdout.count("cerbero-hf run") == 1  # the closing table, from the main process only
+
+    recipe["seeds"] = {"input": str(ROOT / "tests" / "fixtures" / "oasst_sample.jsonl")}
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    r = torchrun(["run", path], env)
+    assert r.returncode != 0
+    assert r.stderr.count("Error: column '--only': under torchrun only the train stage runs, and this run would "
+                          "also run seeds") == 1, r.stderr[-3000:]
+    assert "seeds" not in json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
