@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,10 +27,7 @@ import pytest
 from conftest import ROOT, run_cli
 from fixtures_servers import free_port
 
-from cerbero_hf.io import save_hub_folder
-from cerbero_hf.schema import features, make_row
 from cerbero_hf.stages.train.trainer import MANIFEST, PREPARED
-from cerbero_hf.tiny_models import italian_sentences
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -39,25 +35,6 @@ SCRIPT = ROOT / "tests" / "support" / "train_launch.py"
 CPU_CONFIG = ROOT / "configs" / "accelerate" / "cpu.yaml"
 FSDP_CONFIG = ROOT / "configs" / "accelerate" / "fsdp.yaml"
 SAME = dict(rel=1e-4, abs=1e-4)
-
-
-@pytest.fixture(scope="module")
-def base_lm(tiny_chat_lm, tmp_path_factory):
-    return shutil.copytree(tiny_chat_lm, tmp_path_factory.mktemp("base") / "lm")
-
-
-@pytest.fixture(scope="module")
-def corpora(tmp_path_factory):
-    from datasets import Dataset
-
-    root, s = tmp_path_factory.mktemp("corpora"), italian_sentences(80)
-    out = {}
-    for name, n, role in (("fauno", 24, "ai"), ("generated", 16, "assistant")):
-        rows = [make_row(f"{name}-{i}", [{"role": "user", "content": s[i]}, {"role": role, "content": s[-i - 1]},
-                                         {"role": "user", "content": s[i + 1]}, {"role": role, "content": s[i + 2]}],
-                         source=name) for i in range(n)]
-        out[name] = str(save_hub_folder(root / name, {"default": Dataset.from_list(rows, features=features())}))
-    return out
 
 
 @pytest.fixture

@@ -9,38 +9,14 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 import torch
 from conftest import run_cli
 
 from cerbero_hf.chat_template import chat_template
-from cerbero_hf.io import save_hub_folder
-from cerbero_hf.schema import features, make_row
 from cerbero_hf.stages.train.config import TrainConfig
 from cerbero_hf.stages.train.trainer import MANIFEST, templates, train
-from cerbero_hf.tiny_models import italian_sentences
 
 GOLDEN_PROMPT = "<s>[|Umano|] Ciao\n[|Assistente|] "
-
-
-@pytest.fixture(scope="module")
-def base_lm(tiny_chat_lm, tmp_path_factory):
-    return shutil.copytree(tiny_chat_lm, tmp_path_factory.mktemp("base") / "lm")
-
-
-@pytest.fixture(scope="module")
-def corpora(tmp_path_factory):
-    from datasets import Dataset
-
-    root, s = tmp_path_factory.mktemp("corpora"), italian_sentences(80)
-    out = {}
-    for name, n, role in (("fauno", 24, "ai"), ("generated", 16, "assistant")):
-        rows = [make_row(f"{name}-{i}", [{"role": "system", "content": "Intestazione."},
-                                         {"role": "user", "content": s[i]}, {"role": role, "content": s[-i - 1]},
-                                         {"role": "user", "content": s[i + 1]}, {"role": role, "content": s[i + 2]}],
-                         source=name) for i in range(n)]
-        out[name] = str(save_hub_folder(root / name, {"default": Dataset.from_list(rows, features=features())}))
-    return out
 
 
 def _cfg(base, corpora, out, **kw):
