@@ -17,9 +17,11 @@ is HTTP attempts per request (the network's retries).
 
 Misconfiguration stops the run at once (exit 2, one line) instead of producing a corpus of failed rows: a
 missing embedder or local model folder; an endpoint where nothing answers a start-up probe (retried like a
-request); the first requests all failing the same non-transient way (a wrong model name, a missing key), with
-the server's own message. A seed conversation holding a message over ``max_chars`` characters is never sent:
-it goes to ``rejected`` with the reason.
+request; of several replicas, the silent ones are skipped with a warning while another answers); the first
+requests all failing the same non-transient way (a wrong model name, a missing key), with the server's own
+message. A seed conversation holding a message over ``max_chars`` characters is never sent: it goes to
+``rejected`` with the reason. A run where more than ``max_failed_share`` of the conversations failed on their
+requests (default: more than half) writes its corpus, failed rows included, then ends with one line (exit 2).
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class GenerateConfig(Config):
                                                   "errors, timeouts).")
     backoff: float = setting(1.0, ge=0, help="Base retry delay in seconds (exponential, jittered; a Retry-After "
                                              "header wins).")
+    max_failed_share: float = setting(0.5, ge=0, le=1, help="Share of the conversations whose requests may fail "
+                                      "before the run ends with an error, once the corpus is written (1: never).")
     device: str = setting("cpu", help="Device for the embedder and a local generator.")
     # -- sampling -------------------------------------------------------------------------------------
     max_new_tokens: int = setting(512, ge=1, help="Token limit per message.")
@@ -252,7 +256,17 @@ def run_generate(config: GenerateConfig, ctx: Context) -> GenerateResult:
         if config.generator() == "endpoint" and not config.model and config.mode == "chat":
             hint = f" ({key('model')})"
         raise InputError(f"{err}{hint}", column=key("endpoint")) from None
+    _check_failures(out["summary"], config.max_failed_share, key("max_failed_share"), ctx.output)
     return GenerateResult(**out["summary"], generated=str(ctx.output))
+
+
+def _check_failures(summary: dict, limit: float, limit_key: str, output) -> None:
+    """One line (exit 2) when more than ``limit`` of the conversations failed on a request (the corpus is written)."""
+    total, failed = summary["conversations"], summary["failed_requests"]
+    if total and failed / total > limit:
+        raise InputError(f"{failed} of {total} conversations ({failed / total:.0%}) failed on their requests, more "
+                         f"than {limit_key} allows ({limit:.0%}); the corpus is written to {output}, the failed ones "
+                         "with their errors in its rejected config", column=limit_key)
 
 
 def _probe(backend, endpoint_key: str) -> None:

@@ -1,13 +1,19 @@
 """``--endpoint URL1,URL2``: one process balances requests over replicas of one model (two real test servers on
-127.0.0.1), a replica that refuses connections has its requests retried on another, a probe checks every replica,
-and the replay cache does not care which replica answered (a run against A resumes against B sending nothing)."""
+127.0.0.1); a replica that refuses connections or answers 5xx has its requests retried on another and is paused
+after failures in a row (one trial request when the pause ends); a replica where nothing answers at the start is
+skipped with one warning while another answers; a run where too many conversations failed ends with one line
+(exit 2) after writing them; the replay cache does not care which replica answered (a run against A resumes
+against B sending nothing)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import time
 
 import pytest
+from conftest import run_cli
 from fixtures_replicas import POOL, seed_folder
 from fixtures_servers import free_port
 
@@ -112,15 +118,123 @@ def test_a_replica_that_refuses_connections_has_its_requests_retried_on_the_othe
     assert backend.sent_to[dead] == refused
 
 
-def test_the_probe_checks_every_replica_and_names_the_silent_one(tgi_replicas, tiny_embedder, tmp_path):
+def _warnings(caplog, word: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("cerbero_hf") and word in r.getMessage()]
+
+
+def test_a_replica_answering_503_has_the_retries_sent_to_the_other_and_is_paused(tgi_replicas, tiny_embedder,
+                                                                                 tmp_path, caplog):
+    a, c = tgi_replicas
+    _fresh_answers(tgi_replicas)
+    c.fault_fn = lambda n: "503"  # up, but every answer is an error
+    seeds = SeedsResult(seeds=str(seed_folder(tmp_path / "seeds", 8)))
+    config = _config(f"{a.url},{c.url}", tiny_embedder, concurrency=4, resume=False)
+    with caplog.at_level(logging.WARNING, logger="cerbero_hf"):
+        result = run_generate(config, Context(output=tmp_path / "out", inputs={"seeds": seeds}))
+    print(f"\nreplica C answers 503: requests A {len(a.log)}, C {len(c.log)}, retries {result.request_retries}")
+    assert (result.conversations, result.complete, result.failed, result.failed_requests) == (8, 8, 0, 0)
+    assert len(a.log) == 16  # every message came from A
+    assert 1 <= len(c.log) <= 6, len(c.log)  # paused after 3 failures in a row (a few more were in flight)
+    assert result.request_retries == len(c.log)  # each failure on C cost one retry, which A answered
+    paused = _warnings(caplog, "paused")
+    assert paused and c.url in paused[0] and "HTTP 503" in paused[0] and "3 failures in a row" in paused[0]
+    assert a.url not in " ".join(paused)
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "replica_pauses" in card and c.url in card
+
+
+def test_a_paused_replica_gets_one_trial_request_and_rejoins_when_it_answers(tgi_replicas):
+    a, c = tgi_replicas
+    for server in tgi_replicas:
+        server.reset()
+        server.text_fn = lambda body: "Va bene."
+    c.fault_fn = lambda n: "503" if n < 3 else "ok"  # three errors, then well again
+    backend = EndpointBackend(f"{c.url},{a.url}", "completion", concurrency=1, request_attempts=3, backoff=0.01,
+                              replica_pause=1.0)
+    request = build_request(load_language("it"), [{"role": "user", "content": "Ciao"}], "assistant",
+                            max_new_tokens=6, seed=1)
+
+    async def run():
+        first = [await backend.generate(request) for _ in range(6)]  # C fails 3 times in a row: paused
+        sent_while_paused = len(c.log)
+        await asyncio.sleep(1.2)  # the pause is over
+        later = [await backend.generate(request) for _ in range(4)]
+        return first, sent_while_paused, later
+
+    first, sent_while_paused, later = asyncio.run(run())
+    assert all(r.text == "Va bene." for r in first + later)
+    assert sent_while_paused == 3 and [r.attempts for r in first[:3]] == [2, 2, 2]  # each failure retried on A
+    assert len(c.log) > 3 and c.log[3]["fault"].startswith("text:")  # the trial request, answered
+    assert all(r.attempts == 1 for r in later) and len(c.log) >= 5  # back in the rotation
+
+
+def test_a_replica_where_nothing_answers_at_the_start_is_skipped_while_another_answers(tgi_replicas, tiny_embedder,
+                                                                                      tmp_path, caplog):
     a, _ = tgi_replicas
-    dead = f"http://127.0.0.1:{free_port()}"
+    _fresh_answers(tgi_replicas)
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    seeds = SeedsResult(seeds=str(seed_folder(tmp_path / "seeds", 4)))
+    config = _config(f"{a.url},{dead}", tiny_embedder, request_attempts=2, concurrency=4, resume=False)
+    with caplog.at_level(logging.WARNING, logger="cerbero_hf"):
+        result = run_generate(config, Context(output=tmp_path / "out", inputs={"seeds": seeds}))
+    assert (result.conversations, result.complete, result.failed) == (4, 4, 0)
+    assert len(a.log) == result.requests_sent == 8 and result.request_retries == 0  # nothing was sent to the dead one
+    skipped = _warnings(caplog, "skipped")
+    assert len(skipped) == 1 and dead in skipped[0] and a.url in skipped[0], skipped  # said once
+    assert not _warnings(caplog, "paused")
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "replicas_skipped" in card and dead in card
+
+
+def test_the_probe_checks_every_replica_and_stops_when_none_answers(tiny_embedder, tmp_path):
+    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
     seeds = SeedsResult(seeds=str(seed_folder(tmp_path / "seeds", 2)))
     with pytest.raises(InputError) as err:
-        run_generate(_config(f"{a.url},{dead}", tiny_embedder, request_attempts=1),
+        run_generate(_config(",".join(dead), tiny_embedder, request_attempts=1),
                      Context(output=tmp_path / "out", inputs={"seeds": seeds}))
-    assert f"nothing answers at {dead}:" in str(err.value) and a.url not in str(err.value)
+    message = str(err.value)
+    assert "nothing answers at" in message and dead[0] in message and dead[1] in message and "\n" not in message
     assert err.value.column == "generate.endpoint" and not (tmp_path / "out").exists()
+
+
+def test_a_run_where_every_replica_fails_ends_with_one_line_after_writing_the_failed_rows(tgi_replicas, tiny_embedder,
+                                                                                       tmp_path, cli_env):
+    for server in tgi_replicas:
+        server.reset()
+        server.fault_fn = lambda n: "503"
+    a, c = tgi_replicas
+    out = tmp_path / "out"
+    start = time.monotonic()
+    res = run_cli(["generate", seed_folder(tmp_path / "seeds", 4), out, "--endpoint", f"{a.url},{c.url}",
+                   "--mode", "completion", "--embedder", tiny_embedder, "--lengths", "4", "--request-attempts", "2",
+                   "--backoff", "0.01", "--no-resume"], env=cli_env, timeout=300)
+    assert res.returncode == 2, res.stderr[-3000:]
+    lines = res.stderr.strip().splitlines()
+    assert "Traceback" not in res.stderr and [x for x in lines if x.startswith("Error")] == [lines[-1]], res.stderr
+    line = lines[-1]
+    assert "4 of 4 conversations (100%) failed" in line and "--max-failed-share" in line and "50%" in line, line
+    assert str(out) in line
+    assert sum("every replica of the run is paused" in x for x in lines) == 1  # the second pause says so
+    rejected = list(load_table(out, config="rejected"))  # the failed rows are still recorded
+    assert len(rejected) == 4 and all("HTTP 503" in r["reason"] for r in rejected)
+    assert len(a.log) + len(c.log) == 4 * 2 and time.monotonic() - start < 240
+
+
+def test_the_failure_share_is_a_setting(tgi_replicas, tiny_embedder, tmp_path):
+    a, c = tgi_replicas
+    for server in tgi_replicas:
+        server.reset()
+        server.fault_fn = lambda n: "503"
+    seeds = SeedsResult(seeds=str(seed_folder(tmp_path / "seeds", 2)))
+    config = _config(f"{a.url},{c.url}", tiny_embedder, request_attempts=1, resume=False)
+    assert config.max_failed_share == 0.5
+    with pytest.raises(InputError) as err:
+        run_generate(config, Context(output=tmp_path / "out", inputs={"seeds": seeds}))
+    assert "2 of 2 conversations (100%) failed" in str(err.value) and "generate.max_failed_share" in str(err.value)
+    assert len(list(load_table(tmp_path / "out", config="rejected"))) == 2
+    config = _config(f"{a.url},{c.url}", tiny_embedder, request_attempts=1, resume=False, max_failed_share=1.0)
+    result = run_generate(config, Context(output=tmp_path / "tolerated", inputs={"seeds": seeds}))
+    assert (result.conversations, result.failed, result.failed_requests) == (2, 2, 2)
 
 
 @pytest.mark.parametrize("endpoint,text", [

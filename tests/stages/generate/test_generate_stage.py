@@ -128,7 +128,8 @@ def test_run_generate_keeps_candidate_and_http_attempts_apart(tgi_server, tiny_e
     seeds = SeedsResult(seeds=str(_seed_folder(tmp_path / "seeds")))
     config = from_dict(GenerateConfig, {"endpoint": tgi_server.url, "mode": "completion",
                                         "embedder": str(tiny_embedder), "max_attempts": 3, "request_attempts": 2,
-                                        "backoff": 0.01, "max_new_tokens": 8, "resume": False})
+                                        "backoff": 0.01, "max_new_tokens": 8, "resume": False,
+                                        "max_failed_share": 1.0})  # a run of failed rows is what is looked at here
     events = []
 
     # every request fails: each conversation ends at its first request, after request_attempts HTTP attempts

@@ -14,9 +14,18 @@ and says whether a retry could help (a 4xx other than 408/429 is a wrong request
 
 Replicas: ``url`` may list several servers of one model (``"http://a:8080,http://b:8080"``). Each attempt goes
 to the replica with the fewest requests in flight (ties: the one sent fewest), ``concurrency`` bounding all of
-them together; a replica that refuses a connection gets no new request for :data:`REPLICA_PAUSE_S` seconds
-while another is up, so a retry lands elsewhere. The replay-cache key (:attr:`EndpointBackend.cache_id`) is the
-model name, never a URL: a run resumes from its cache whichever replicas answer.
+them together. A retry goes to a replica this request has not tried yet when one is up, so a replica answering
+5xx or timing out does not keep its requests. A replica that refuses a connection, or fails
+:data:`REPLICA_FAILURES` attempts in a row in a way a retry could mend (5xx, 408, 429, timeouts, dropped
+connections, malformed answers), is paused: it gets no new request for :data:`REPLICA_PAUSE_S` seconds, doubled
+each time it is paused again without having answered in between, up to :data:`REPLICA_PAUSE_MAX_S`. When its pause
+ends it gets one trial request at a time: an answer puts it back in the rotation, a failure pauses it again. Each
+pause that grows, and each return, is one warning on the ``cerbero_hf.generate`` logger; :meth:`describe` counts
+the pauses (``replica_pauses``). A replica is only paused while another is in the run; when every replica is
+paused, requests go to all of them again. :meth:`EndpointBackend.probe` skips a replica where nothing answers at
+the start (one warning; ``replicas_skipped`` in :meth:`describe`) as long as another answers. The replay-cache key
+(:attr:`EndpointBackend.cache_id`) is the model name, never a URL: a run resumes from its cache whichever replicas
+answer.
 
 Tokens: chat mode reads the answer's ``usage``; completion mode reads TGI's ``x-prompt-tokens`` response
 header (``details.prefill`` is empty unless ``decoder_input_details`` is asked for) and
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import os
 import time
 
@@ -49,7 +59,11 @@ _MALFORMED = (MalformedResponse, ValueError, KeyError, TypeError, IndexError, At
 
 # the response headers of the request the current task is sending (see EndpointBackend._bind)
 _HEADERS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cerbero_hf_endpoint_headers", default=None)
-REPLICA_PAUSE_S = 5.0  # a replica that refused a connection gets no new request this long (while another is up)
+REPLICA_FAILURES = 3  # attempts failing in a row (transient faults) that pause a replica; a refused connection: 1
+REPLICA_PAUSE_S = 10.0  # the first pause of a replica, in seconds (while another is up)
+REPLICA_PAUSE_MAX_S = 300.0  # a replica paused again without answering in between waits twice as long, up to this
+
+log = logging.getLogger("cerbero_hf.generate")
 
 
 def split_urls(url) -> list[str]:
@@ -108,15 +122,19 @@ class EndpointBackend:
         extra_body: extra JSON fields for chat requests (server-specific options, e.g. vLLM's ``top_k``, or
             ``transformers serve``'s ``generation_config``: it samples only when the model's generation
             config has ``do_sample=True`` and otherwise ignores ``temperature``).
+        replica_failures: attempts failing in a row (transient faults) that pause a replica.
+        replica_pause / replica_pause_max: a replica's first pause in seconds, and the longest (each pause
+            without an answer since the last one doubles it).
     """
 
     def __init__(self, url: str, mode: str = "chat", model: str | None = None, *, api_key_env: str | None = None,
                  concurrency: int = 64, timeout: float = 300.0, request_attempts: int = 5, backoff: float = 1.0,
-                 backoff_max: float = 60.0, extra_body: dict | None = None):
+                 backoff_max: float = 60.0, extra_body: dict | None = None, replica_failures: int = REPLICA_FAILURES,
+                 replica_pause: float = REPLICA_PAUSE_S, replica_pause_max: float = REPLICA_PAUSE_MAX_S):
         if mode not in ("chat", "completion"):
             raise ValueError(f"mode must be 'chat' or 'completion', got {mode!r}")
-        if concurrency < 1 or request_attempts < 1:
-            raise ValueError("concurrency and request_attempts must be >= 1")
+        if concurrency < 1 or request_attempts < 1 or replica_failures < 1:
+            raise ValueError("concurrency, request_attempts and replica_failures must be >= 1")
         self.urls = split_urls(url)
         if not self.urls or not all(self.urls):
             raise ValueError(f"no endpoint URL in {url!r}")
@@ -126,10 +144,20 @@ class EndpointBackend:
         self.concurrency, self.timeout = concurrency, timeout
         self.request_attempts, self.backoff, self.backoff_max = request_attempts, backoff, backoff_max
         self.stats = new_stats()
+        self.replica_failures, self.replica_pause = replica_failures, replica_pause
+        self.replica_pause_max = max(replica_pause, replica_pause_max)
         self.sent_to = dict.fromkeys(self.urls, 0)  # attempts sent to each replica
-        self._inflight = [0] * len(self.urls)
-        self._paused = [0.0] * len(self.urls)  # monotonic time until which a replica that refused gets nothing
+        self.pauses = dict.fromkeys(self.urls, 0)  # times each replica was paused
+        self.skipped: list[str] = []  # replicas where nothing answered the start-up probe: left out of the run
+        self._live = list(range(len(self.urls)))  # the replicas in the run (all but the skipped ones)
+        self.__dict__.update(self._fresh_health())
         self._loop = self._clients = self._sem = None
+
+    def _fresh_health(self) -> dict:
+        """Per-replica state of this process (a pickled copy starts afresh): in flight, paused until (monotonic
+        time), attempts failed in a row, and the last pause's length (> 0: paused and not answered since)."""
+        n = len(self.urls)
+        return {"_inflight": [0] * n, "_paused": [0.0] * n, "_streak": [0] * n, "_pause_s": [0.0] * n}
 
     @property
     def model_id(self) -> str:
@@ -141,15 +169,19 @@ class EndpointBackend:
         return self.model
 
     def describe(self) -> dict:
-        """Settings safe to record in a card (no key)."""
-        return {"backend": "endpoint", "url": self.url, "mode": self.mode, "model": self.model_id,
-                "timeout": self.timeout, "request_attempts": self.request_attempts,
-                "concurrency": self.concurrency, "extra_body": self.extra_body}
+        """Settings safe to record in a card (no key); with replicas skipped or paused, which (and how often)."""
+        out = {"backend": "endpoint", "url": self.url, "mode": self.mode, "model": self.model_id,
+               "timeout": self.timeout, "request_attempts": self.request_attempts,
+               "concurrency": self.concurrency, "extra_body": self.extra_body}
+        if self.skipped:
+            out["replicas_skipped"] = list(self.skipped)
+        if any(self.pauses.values()):
+            out["replica_pauses"] = {url: n for url, n in self.pauses.items() if n}
+        return out
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state.update(_loop=None, _clients=None, _sem=None, _inflight=[0] * len(self.urls),
-                     _paused=[0.0] * len(self.urls))
+        state.update(_loop=None, _clients=None, _sem=None, **self._fresh_health())
         return state
 
     def _client_for(self, url: str, key: str | None):
@@ -164,11 +196,46 @@ class EndpointBackend:
         client.exit_stack.push_async_callback(client._async_client.aclose)
         return client
 
-    def _pick(self) -> int:
-        """The replica for the next attempt: fewest in flight, then fewest sent, skipping paused ones."""
+    def _pick(self, tried=()) -> int:
+        """The replica for the next attempt of a request that already went to ``tried``: fewest in flight, then
+        fewest sent, among the replicas that are up (not paused; one on trial only while it has nothing in
+        flight) and not tried; else among those up; when every replica is paused, among all of the run."""
         now = time.monotonic()
-        up = [i for i, until in enumerate(self._paused) if until <= now] or range(len(self.urls))
-        return min(up, key=lambda i: (self._inflight[i], self.sent_to[self.urls[i]]))
+        up = [i for i in self._live
+              if self._paused[i] <= now and (not self._pause_s[i] or not self._inflight[i])]
+        pool = ([i for i in up if i not in tried] or up or [i for i in self._live if i not in tried]
+                or self._live)
+        return min(pool, key=lambda i: (self._inflight[i], self.sent_to[self.urls[i]]))
+
+    def _answered(self, i: int) -> None:
+        self._streak[i] = 0
+        if self._pause_s[i]:
+            self._pause_s[i] = 0.0
+            log.warning("endpoint replica %s answers again: back in the rotation", self.urls[i])
+
+    def _failed(self, i: int, err: BaseException) -> None:
+        """Count a failed attempt against replica ``i``; pause it when it keeps failing (see the module doc)."""
+        verdict = judge(err)
+        if len(self._live) < 2 or not verdict.retry:  # nowhere else to go, or the request's fault, not the server's
+            return
+        self._streak[i] += 1
+        now = time.monotonic()
+        if self._paused[i] > now:  # already paused (this attempt was in flight): one pause per episode
+            return
+        refused = _refused(err)
+        if not (refused or self._pause_s[i] or self._streak[i] >= self.replica_failures):
+            return
+        length = min(self.replica_pause_max, self._pause_s[i] * 2) if self._pause_s[i] else self.replica_pause
+        grew = length != self._pause_s[i]
+        self._pause_s[i], self._paused[i] = length, now + length
+        self.pauses[self.urls[i]] += 1
+        if grew:  # at the longest pause, further ones are counted (describe), not logged
+            why = ("it refused a connection" if refused else f"{self._streak[i]} failures in a row")
+            others = any(self._paused[j] <= now for j in self._live if j != i)
+            where = ("its requests go to the other replicas" if others
+                     else "every replica of the run is paused, so requests go to all of them")
+            log.warning("endpoint replica %s paused for %g s after %s (%s): %s", self.urls[i], length, why,
+                        verdict.reason, where)
 
     def _bind(self):
         """(Re)build the loop-bound clients (one per replica) and semaphore for the running event loop."""
@@ -188,6 +255,7 @@ class EndpointBackend:
     async def generate(self, request: Request) -> Result:
         clients, sem = self._bind()
         tries = 0
+        tried: set[int] = set()  # the replicas this request went to: a retry goes elsewhere when it can
 
         async def once() -> Result:
             nonlocal tries
@@ -197,20 +265,23 @@ class EndpointBackend:
             try:
                 async with sem:
                     self.stats["requests"] += 1
-                    i = self._pick()
+                    i = self._pick(tried)
+                    tried.add(i)
                     self._inflight[i] += 1
                     self.sent_to[self.urls[i]] += 1
                     try:
                         if hasattr(asyncio, "timeout"):  # 3.11+: no extra task per request
                             async with asyncio.timeout(self.timeout):
-                                return await self._call(clients[i], request, headers)
-                        return await asyncio.wait_for(self._call(clients[i], request, headers), self.timeout)
+                                result = await self._call(clients[i], request, headers)
+                        else:
+                            result = await asyncio.wait_for(self._call(clients[i], request, headers), self.timeout)
                     except Exception as err:
-                        if len(self.urls) > 1 and _refused(err):  # the retry goes to another replica
-                            self._paused[i] = time.monotonic() + REPLICA_PAUSE_S
+                        self._failed(i, err)
                         raise
                     finally:
                         self._inflight[i] -= 1
+                    self._answered(i)
+                    return result
             finally:
                 _HEADERS.reset(token)
 
@@ -247,11 +318,15 @@ class EndpointBackend:
     def probe(self) -> None:
         """Check that anything answers at each replica's URL (any HTTP status counts), retried like a request.
 
-        Raises :class:`GenerationError` (its ``url``: the replica) when nothing answers at one of them after
-        ``request_attempts`` attempts (connection refused, unknown host, timeouts) or a URL cannot be requested.
+        A replica where nothing answers after ``request_attempts`` attempts (connection refused, unknown host,
+        timeouts) is skipped for the run, with one warning, when another answers (:attr:`skipped`).
+
+        Raises :class:`GenerationError` (its ``url``: the replica, or every replica joined by ``", "``) when
+        nothing answers at any of them, or at once when a URL cannot be requested.
         """
         import httpx2
 
+        dead: dict[str, GenerationError] = {}
         for url in self.urls:
             tries = 0
 
@@ -268,7 +343,19 @@ class EndpointBackend:
                 verdict = classify(err)
                 error = GenerationError(verdict.reason, tries, transient=verdict.retry)
                 error.url = url
-                raise error from None
+                if not verdict.retry:  # not a server that is down: a URL no request can be sent to
+                    raise error from None
+                dead[url] = error
+        if len(dead) == len(self.urls):
+            error = next(iter(dead.values()))
+            error.url = ", ".join(dead)
+            raise error from None
+        self.skipped = list(dead)
+        self._live = [i for i, url in enumerate(self.urls) if url not in dead]
+        live = ", ".join(self.urls[i] for i in self._live)
+        for url, error in dead.items():
+            log.warning("nothing answers at endpoint replica %s (%s): skipped for this run, generating with %s",
+                        url, error, live)
 
     async def _call(self, client, request: Request, headers: dict) -> Result:
         if self.mode == "chat":
