@@ -4,7 +4,9 @@ The shape of ``hf upload``: the repo first, then the local folder, and ``--repo-
 (default ``dataset``, the corpora being what this command publishes most). A ``space`` is an ``evaluate``
 module folder (the ``mlm_nll`` metric), published as the Gradio Space that ``evaluate.load`` resolves.
 Upload flags come from :class:`cerbero_hf.stages.publish.stage.PublishConfig` (the recipe's ``publish:``
-keys); ``--repo-type`` and ``--private/--public`` are this command's own.
+keys); ``--repo-type``, ``--private/--public`` and ``--include`` are this command's own. Only the files the stage
+wrote are uploaded, plus those a repeatable ``--include PATTERN`` matches; a symbolic link out of PATH is refused
+(:mod:`cerbero_hf.stages.publish.files`).
 
 The earlier shape, ``publish FOLDER REPO_ID [--kind dataset|metric|model]``, still works and prints one
 deprecation line: the arguments are swapped when the first one is an existing path and the second is not.
@@ -35,6 +37,11 @@ EXTRA = [
     inspect.Parameter("private", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
         Optional[bool], typer.Option("--private/--public", help="Visibility of a new repo (default: public, "
                                                                  "private for models).")]),
+    inspect.Parameter("include", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        Optional[list[str]], typer.Option("--include", metavar="PATTERN", help=(
+            "Also upload the files matching PATTERN, a glob relative to PATH as in `hf upload --include` (repeatable). "
+            "Without it only the files the stage wrote are uploaded: the card and the configs' data files of a "
+            "dataset, the model's own files, the module's .py files; a link out of PATH is refused."))]),
     inspect.Parameter("kind", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
         Optional[str], typer.Option("--kind", hidden=True, help="Deprecated: --repo-type.")]),
 ]
@@ -75,7 +82,7 @@ def register(app) -> None:
         ("path", "Local folder to upload: a Hub-layout dataset folder, a saved model or an evaluate module "
                  "folder (see --repo-type).")])
     def publish(config: PublishConfig, repo_id: str, path: str, repo_type: str = "dataset",
-                private: bool | None = None, kind: str | None = None) -> None:
+                private: bool | None = None, include: list[str] | None = None, kind: str | None = None) -> None:
         """Publish PATH to REPO_ID on the Hub (HF_ENDPOINT); re-running finishes an interrupted upload."""
         import sys
 
@@ -99,7 +106,7 @@ def register(app) -> None:
             with console.status(f"Publishing {path} -> {repo_id} ..."):
                 result = do_publish(path, repo_id, hub_kind, private=private, token=secret, endpoint=config.endpoint,
                                     retries=config.retries, backoff=config.backoff,
-                                    include_training_state=config.include_training_state)
+                                    include_training_state=config.include_training_state, include=include or ())
         except PublishError as err:  # the Hub refused: one line, exit 1 (bad input is InputError, exit 2)
             typer.echo(f"Error: {err}", err=True)
             sys.exit(1)

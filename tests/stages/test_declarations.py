@@ -21,12 +21,12 @@ COMMAND = {"seeds": "seeds", "generate": "generate", "refine": "refine", "score"
            "evaluate": "evaluate", "publish": "publish"}
 # switches of a command that choose what it does rather than configure a stage
 # (evaluate's CLI takes any model folder: writing its card is opt-in there, where the recipe's own model's card
-# is updated by default; publish's CLI uploads one folder of a given repo type, public unless it is a model;
-# --kind is its deprecated spelling of --repo-type)
+# is updated by default; publish's CLI uploads one folder of a given repo type, public unless it is a model, with
+# the extra files --include names; --kind is its deprecated spelling of --repo-type)
 # --overwrite (cerbero_hf.outputs: write into a folder holding files cerbero-hf did not write) is declared once, in
 # config_command(writes_folder=True), for every command that writes an output folder, not as a config setting.
 MODE_SWITCHES = {"score": {"compare", "plot", "include_rejected", "overwrite"},
-                 "evaluate": {"output", "card", "update_card"}, "publish": {"repo_type", "kind", "private"},
+                 "evaluate": {"output", "card", "update_card"}, "publish": {"repo_type", "kind", "private", "include"},
                  "seeds": {"overwrite"}, "generate": {"overwrite"}, "refine": {"overwrite"}}
 
 

@@ -12,6 +12,10 @@ before pushing. Keys we own (``configs``, ``dataset_info``, ``size_categories``,
 Space keys ``sdk``/``app_file`` for a metric; ``model-index`` for a model) come from the local card; any
 other key a user set or edited on the Hub wins; ``tags`` are the union. The Markdown body is ours.
 
+What is uploaded: only the files the stage that made the folder wrote, plus what ``include`` (the CLI's
+``--include``) matches; a symbolic link out of the folder, or a ``*.parquet`` that is not parquet, is refused with
+one line before anything is sent (:mod:`~cerbero_hf.stages.publish.files`).
+
 Models: the training state (:mod:`~cerbero_hf.stages.publish.training_state`) is not uploaded unless
 ``include_training_state=True``, and copies an earlier publish left on the Hub are deleted; a LoRA output is
 published as the adapter, with a one-line hint (stderr and ``UploadResult.notes``) to the merged model.
@@ -31,10 +35,9 @@ from pathlib import Path
 from cerbero_hf.cards import dataset_card  # noqa: F401 - re-exported: build a card, then publish
 from cerbero_hf.errors import InputError
 from cerbero_hf.retry import call_with_retries, is_transient  # noqa: F401 - is_transient re-exported
+from cerbero_hf.stages.publish.files import dataset_files, local_files, metric_files, model_files  # noqa: F401
 from cerbero_hf.stages.publish.training_state import is_training_state, lora_hint
 
-SKIP_DIRS = {".git", ".cache", "__pycache__", ".ipynb_checkpoints", ".huggingface"}
-SKIP_SUFFIXES = (".pyc", ".lock", ".incomplete")
 OWNED_KEYS = {
     "dataset": ("configs", "dataset_info", "size_categories", "cerbero_hf"),
     "space": ("sdk", "app_file"),
@@ -86,22 +89,6 @@ def with_retries(fn, *, retries: int = 5, backoff: float = 1.0, max_wait: float 
     return call_with_retries(fn, attempts=retries + 1, backoff=backoff, max_wait=max_wait)
 
 
-def local_files(folder: Path) -> dict[str, Path]:
-    """Files to publish, by repo path: everything but caches, VCS folders and lock/bytecode files."""
-    out = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if path.is_file() and not SKIP_DIRS.intersection(rel.parts[:-1]) and not rel.name.endswith(SKIP_SUFFIXES):
-            out[rel.as_posix()] = path
-    return out
-
-
-def model_files(folder: Path, include_training_state: bool = False) -> dict[str, Path]:
-    """:func:`local_files` of a model folder, without its training state unless ``include_training_state``."""
-    files = local_files(folder)
-    return files if include_training_state else {k: v for k, v in files.items() if not is_training_state(k)}
-
-
 def merge_card(local_text: str, remote_text: str, kind: str) -> str:
     """Merge a Hub README's card data into ours (see module docstring); returns the README text."""
     from huggingface_hub import RepoCard
@@ -150,17 +137,16 @@ def _check(folder, repo_id: str) -> None:
         raise InputError(f"repo id must be 'namespace/name', got {repo_id!r}")
 
 
-def _publish(folder, repo_id: str, repo_type: str, *, private: bool | None, token: str | None,
-             endpoint: str | None, retries: int, backoff: float, extra_files=None,
+def _publish(folder, repo_id: str, repo_type: str, *, files: dict[str, Path], private: bool | None,
+             token: str | None, endpoint: str | None, retries: int, backoff: float, extra_files=None,
              delete_patterns: tuple[str, ...] = (), space_sdk: str | None = None,
-             message: str = "Upload with cerbero-hf", files: dict[str, Path] | None = None,
-             delete_if=None) -> UploadResult:
+             message: str = "Upload with cerbero-hf", delete_if=None) -> UploadResult:
+    """Upload ``files`` (repo path -> local file, from :mod:`~cerbero_hf.stages.publish.files`) in one commit."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.hf_api import RepoFile
 
     folder = Path(folder)
     _check(folder, repo_id)
-    files = local_files(folder) if files is None else files
     if not files:
         raise InputError("folder is empty", file=str(folder))
     api = HfApi(endpoint=endpoint, token=token)
@@ -206,25 +192,29 @@ def _publish(folder, repo_id: str, repo_type: str, *, private: bool | None, toke
 
 
 def publish_dataset(folder, repo_id: str, *, private: bool = False, token: str | None = None,
-                    endpoint: str | None = None, retries: int = 5, backoff: float = 1.0) -> UploadResult:
+                    endpoint: str | None = None, retries: int = 5, backoff: float = 1.0, include=()) -> UploadResult:
     """Upload a Hub-layout dataset folder (``io.save_hub_folder`` output, card from ``dataset_card``).
 
-    Old parquet shards on the Hub that the folder no longer has are deleted in the same commit, so a
-    re-published config never mixes old and new rows.
+    Uploads the card, the data files of the configs it declares and the card's image, plus the files the
+    ``include`` globs match (:func:`~cerbero_hf.stages.publish.files.dataset_files`). Old parquet shards on the Hub
+    that the folder no longer has are deleted in the same commit, so a re-published config never mixes old and
+    new rows.
     """
     _check(folder, repo_id)
     if not (Path(folder) / "README.md").is_file():
         raise InputError("not a Hub-layout dataset folder: README.md with configs is missing", file=str(folder))
-    return _publish(folder, repo_id, "dataset", private=private, token=token, endpoint=endpoint, retries=retries,
-                    backoff=backoff, delete_patterns=("*.parquet",), message="Publish dataset with cerbero-hf")
+    return _publish(folder, repo_id, "dataset", files=dataset_files(folder, include), private=private, token=token,
+                    endpoint=endpoint, retries=retries, backoff=backoff, delete_patterns=("*.parquet",),
+                    message="Publish dataset with cerbero-hf")
 
 
 def publish_metric(folder, repo_id: str, *, private: bool = False, token: str | None = None,
-                   endpoint: str | None = None, retries: int = 5, backoff: float = 1.0) -> UploadResult:
+                   endpoint: str | None = None, retries: int = 5, backoff: float = 1.0, include=()) -> UploadResult:
     """Upload an evaluate module folder as a Gradio Space, what ``evaluate.load("<ns>/<name>")`` resolves.
 
     The folder must hold ``<name>.py`` where ``<name>`` is the repo name (evaluate fetches exactly that
-    file). An ``app.py`` (the standard evaluate widget) and Space front-matter are added when missing.
+    file). An ``app.py`` (the standard evaluate widget) and Space front-matter are added when missing. Uploads
+    its ``*.py``, ``README.md`` and ``requirements.txt``, plus the files the ``include`` globs match.
     """
     _check(folder, repo_id)
     name = repo_id.split("/")[-1]
@@ -249,17 +239,19 @@ def publish_metric(folder, repo_id: str, *, private: bool = False, token: str | 
         out["README.md"] = f"---\n{CardData(**data).to_yaml()}\n---\n{body}".encode()
         return out
 
-    return _publish(folder, repo_id, "space", private=private, token=token, endpoint=endpoint, retries=retries,
-                    backoff=backoff, extra_files=extras, space_sdk="gradio", message="Publish metric with cerbero-hf")
+    return _publish(folder, repo_id, "space", files=metric_files(folder, include), private=private, token=token,
+                    endpoint=endpoint, retries=retries, backoff=backoff, extra_files=extras, space_sdk="gradio",
+                    message="Publish metric with cerbero-hf")
 
 
 def publish_model(folder, repo_id: str, *, private: bool = True, token: str | None = None,
                   endpoint: str | None = None, retries: int = 5, backoff: float = 1.0,
-                  include_training_state: bool = False) -> UploadResult:
+                  include_training_state: bool = False, include=()) -> UploadResult:
     """Upload a saved model folder (``save_pretrained`` output with its README model card), or a LoRA adapter.
 
-    Weight shards on the Hub that the folder no longer has are deleted in the same commit. The training state
-    (module docstring) is left out, and deleted from the Hub, unless ``include_training_state``.
+    Uploads the model's files (:data:`~cerbero_hf.stages.publish.files.MODEL_FILES`), plus the files the
+    ``include`` globs match. Weight shards on the Hub that the folder no longer has are deleted in the same commit.
+    The training state (module docstring) is left out, and deleted from the Hub, unless ``include_training_state``.
     """
     import sys
 
@@ -269,9 +261,9 @@ def publish_model(folder, repo_id: str, *, private: bool = True, token: str | No
     if not (folder / "config.json").is_file() and not adapter:
         raise InputError("not a saved model folder: config.json (or a LoRA adapter's adapter_config.json) is "
                          "missing", file=str(folder))
-    result = _publish(folder, repo_id, "model", private=private, token=token, endpoint=endpoint, retries=retries,
-                      backoff=backoff, delete_patterns=("*.safetensors", "*.bin"),
-                      files=model_files(folder, include_training_state),
+    result = _publish(folder, repo_id, "model", files=model_files(folder, include_training_state, include),
+                      private=private, token=token, endpoint=endpoint, retries=retries, backoff=backoff,
+                      delete_patterns=("*.safetensors", "*.bin"),
                       delete_if=None if include_training_state else is_training_state,
                       message="Publish model with cerbero-hf")
     if adapter:
@@ -286,7 +278,7 @@ KINDS = {"dataset": publish_dataset, "metric": publish_metric, "model": publish_
 def publish(folder, repo_id: str, kind: str = "dataset", *, include_training_state: bool = False,
             **kwargs) -> UploadResult:
     """Dispatch to ``publish_dataset`` / ``publish_metric`` / ``publish_model`` (``include_training_state``: models
-    only)."""
+    only; ``include``, globs of extra files to upload: every kind)."""
     if kind not in KINDS:
         raise InputError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     if kind == "model":

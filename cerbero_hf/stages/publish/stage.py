@@ -7,7 +7,9 @@ Inputs: the ``filter`` stage's corpora (``generated``, ``refined``), the ``train
 merged LoRA model when there is one), and, for the corpus cards, the counts and settings recorded in
 the results of ``seeds``, ``generate``, ``refine``, ``score`` and ``filter``.
 Output: ``<output>/<corpus_name>-<corpus>/`` (each corpus copied with its published card), then every
-item pushed to ``<namespace>/<name>`` on the Hub, or copied to ``local_dir/{datasets,spaces,models}/``.
+item pushed to ``<namespace>/<name>`` on the Hub (only the files the stages wrote, see
+:mod:`~cerbero_hf.stages.publish.files`; a symbolic link out of a folder is refused), or copied to
+``local_dir/{datasets,spaces,models}/``.
 """
 
 from __future__ import annotations
@@ -170,9 +172,16 @@ def _folder_license(folder: Path) -> str | None:
 
 
 def copy_tree(src: Path, dest: Path) -> None:
-    """Replace ``dest`` with a copy of ``src`` (without caches, sqlite replay caches and checkpoints)."""
+    """Replace ``dest`` with a copy of ``src`` (without caches, sqlite replay caches and checkpoints).
+
+    A symbolic link in ``src`` that points out of it is refused first (:func:`~cerbero_hf.stages.publish.files.
+    local_files`): the copy would hold the outside file's content as a plain file, which publish would upload.
+    """
     import shutil
 
+    from cerbero_hf.stages.publish.files import local_files
+
+    local_files(src)
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite", "checkpoint-*"))
