@@ -27,6 +27,7 @@ import json
 import random
 from pathlib import Path
 
+from cerbero_hf.errors import InputError
 from cerbero_hf.schema import get_meta
 
 
@@ -225,3 +226,12 @@ def card_body(params: dict, summary: dict, command: str | None) -> str:
                                        [(k, f"`{json.dumps(v, ensure_ascii=False)}`") for k, v in params.items()])),
                   ("Counts", table(["count", "value"], summary.items()))],
         command=command)
+
+
+def check_failures(summary: dict, limit: float, limit_key: str, output) -> None:
+    """One line (exit 2) when more than ``limit`` of the conversations failed on a request (the corpus is written)."""
+    total, failed = summary["conversations"], summary["failed_requests"]
+    if total and failed / total > limit:
+        raise InputError(f"{failed} of {total} conversations ({failed / total:.0%}) failed on their requests, more "
+                         f"than {limit_key} allows ({limit:.0%}); the corpus is written to {output}, the failed ones "
+                         "with their errors in its rejected config", column=limit_key)

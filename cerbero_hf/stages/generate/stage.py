@@ -256,17 +256,10 @@ def run_generate(config: GenerateConfig, ctx: Context) -> GenerateResult:
         if config.generator() == "endpoint" and not config.model and config.mode == "chat":
             hint = f" ({key('model')})"
         raise InputError(f"{err}{hint}", column=key("endpoint")) from None
-    _check_failures(out["summary"], config.max_failed_share, key("max_failed_share"), ctx.output)
+    from cerbero_hf.stages.generate.corpus import check_failures
+
+    check_failures(out["summary"], config.max_failed_share, key("max_failed_share"), ctx.output)
     return GenerateResult(**out["summary"], generated=str(ctx.output))
-
-
-def _check_failures(summary: dict, limit: float, limit_key: str, output) -> None:
-    """One line (exit 2) when more than ``limit`` of the conversations failed on a request (the corpus is written)."""
-    total, failed = summary["conversations"], summary["failed_requests"]
-    if total and failed / total > limit:
-        raise InputError(f"{failed} of {total} conversations ({failed / total:.0%}) failed on their requests, more "
-                         f"than {limit_key} allows ({limit:.0%}); the corpus is written to {output}, the failed ones "
-                         "with their errors in its rejected config", column=limit_key)
 
 
 def _probe(backend, endpoint_key: str) -> None:

@@ -12,20 +12,10 @@ huggingface_hub does not retry by itself (huggingface_hub#4703). A request that 
 and says whether a retry could help (a 4xx other than 408/429 is a wrong request or setting, not a fault).
 :meth:`EndpointBackend.probe` checks that anything answers at the URL before a run starts.
 
-Replicas: ``url`` may list several servers of one model (``"http://a:8080,http://b:8080"``). Each attempt goes
-to the replica with the fewest requests in flight (ties: the one sent fewest), ``concurrency`` bounding all of
-them together. A retry goes to a replica this request has not tried yet when one is up, so a replica answering
-5xx or timing out does not keep its requests. A replica that refuses a connection, or fails
-:data:`REPLICA_FAILURES` attempts in a row in a way a retry could mend (5xx, 408, 429, timeouts, dropped
-connections, malformed answers), is paused: it gets no new request for :data:`REPLICA_PAUSE_S` seconds, doubled
-each time it is paused again without having answered in between, up to :data:`REPLICA_PAUSE_MAX_S`. When its pause
-ends it gets one trial request at a time: an answer puts it back in the rotation, a failure pauses it again. Each
-pause that grows, and each return, is one warning on the ``cerbero_hf.generate`` logger; :meth:`describe` counts
-the pauses (``replica_pauses``). A replica is only paused while another is in the run; when every replica is
-paused, requests go to all of them again. :meth:`EndpointBackend.probe` skips a replica where nothing answers at
-the start (one warning; ``replicas_skipped`` in :meth:`describe`) as long as another answers. The replay-cache key
-(:attr:`EndpointBackend.cache_id`) is the model name, never a URL: a run resumes from its cache whichever replicas
-answer.
+Replicas: ``url`` may list several servers of one model; :mod:`~cerbero_hf.stages.generate.backends.replicas`
+balances the attempts, moves a retry to another replica, pauses a failing one and skips one silent at the start.
+The replay-cache key (:attr:`EndpointBackend.cache_id`) is the model name, never a URL: a run resumes from its cache
+whichever replicas answer.
 
 Tokens: chat mode reads the answer's ``usage``; completion mode reads TGI's ``x-prompt-tokens`` response
 header (``details.prefill`` is empty unless ``decoder_input_details`` is asked for) and
@@ -39,9 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import os
-import time
 
 from cerbero_hf.retry import Verdict, acall_with_retries, call_with_retries, classify
 from cerbero_hf.stages.generate.backends.base import (
@@ -52,6 +40,13 @@ from cerbero_hf.stages.generate.backends.base import (
     finish,
     new_stats,
 )
+from cerbero_hf.stages.generate.backends.replicas import (
+    REPLICA_FAILURES,
+    REPLICA_PAUSE_MAX_S,
+    REPLICA_PAUSE_S,
+    Replicas,
+    split_urls,
+)
 
 # a 2xx answer whose content we cannot read: worth another try (a server hiccup, not our request)
 _MALFORMED = (MalformedResponse, ValueError, KeyError, TypeError, IndexError, AttributeError)
@@ -59,26 +54,6 @@ _MALFORMED = (MalformedResponse, ValueError, KeyError, TypeError, IndexError, At
 
 # the response headers of the request the current task is sending (see EndpointBackend._bind)
 _HEADERS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("cerbero_hf_endpoint_headers", default=None)
-REPLICA_FAILURES = 3  # attempts failing in a row (transient faults) that pause a replica; a refused connection: 1
-REPLICA_PAUSE_S = 10.0  # the first pause of a replica, in seconds (while another is up)
-REPLICA_PAUSE_MAX_S = 300.0  # a replica paused again without answering in between waits twice as long, up to this
-
-log = logging.getLogger("cerbero_hf.generate")
-
-
-def split_urls(url) -> list[str]:
-    """The replica URLs of ``url``: a comma-separated string or a list (each stripped, no trailing ``/``)."""
-    parts = url.split(",") if isinstance(url, str) else list(url)
-    return [u.strip().rstrip("/") for u in parts]
-
-
-def _refused(err: BaseException) -> bool:
-    """A connection that could not be opened (refused, unreachable), anywhere in the error chain."""
-    import httpx2
-
-    from cerbero_hf.retry import _chain
-
-    return any(isinstance(e, (httpx2.ConnectError, ConnectionRefusedError)) for e in _chain(err))
 
 
 def judge(err: BaseException) -> Verdict:
@@ -144,20 +119,18 @@ class EndpointBackend:
         self.concurrency, self.timeout = concurrency, timeout
         self.request_attempts, self.backoff, self.backoff_max = request_attempts, backoff, backoff_max
         self.stats = new_stats()
-        self.replica_failures, self.replica_pause = replica_failures, replica_pause
-        self.replica_pause_max = max(replica_pause, replica_pause_max)
-        self.sent_to = dict.fromkeys(self.urls, 0)  # attempts sent to each replica
-        self.pauses = dict.fromkeys(self.urls, 0)  # times each replica was paused
-        self.skipped: list[str] = []  # replicas where nothing answered the start-up probe: left out of the run
-        self._live = list(range(len(self.urls)))  # the replicas in the run (all but the skipped ones)
-        self.__dict__.update(self._fresh_health())
+        self.replicas = Replicas(self.urls, replica_failures, replica_pause, replica_pause_max)
         self._loop = self._clients = self._sem = None
 
-    def _fresh_health(self) -> dict:
-        """Per-replica state of this process (a pickled copy starts afresh): in flight, paused until (monotonic
-        time), attempts failed in a row, and the last pause's length (> 0: paused and not answered since)."""
-        n = len(self.urls)
-        return {"_inflight": [0] * n, "_paused": [0.0] * n, "_streak": [0] * n, "_pause_s": [0.0] * n}
+    @property
+    def sent_to(self) -> dict:
+        """Attempts sent to each replica URL."""
+        return self.replicas.sent_to
+
+    @property
+    def skipped(self) -> list[str]:
+        """Replica URLs where nothing answered the start-up probe, left out of the run."""
+        return self.replicas.skipped
 
     @property
     def model_id(self) -> str:
@@ -173,15 +146,11 @@ class EndpointBackend:
         out = {"backend": "endpoint", "url": self.url, "mode": self.mode, "model": self.model_id,
                "timeout": self.timeout, "request_attempts": self.request_attempts,
                "concurrency": self.concurrency, "extra_body": self.extra_body}
-        if self.skipped:
-            out["replicas_skipped"] = list(self.skipped)
-        if any(self.pauses.values()):
-            out["replica_pauses"] = {url: n for url, n in self.pauses.items() if n}
-        return out
+        return {**out, **self.replicas.describe()}
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state.update(_loop=None, _clients=None, _sem=None, **self._fresh_health())
+        state.update(_loop=None, _clients=None, _sem=None)
         return state
 
     def _client_for(self, url: str, key: str | None):
@@ -195,47 +164,6 @@ class EndpointBackend:
                                                    event_hooks={"response": [_keep_headers]})
         client.exit_stack.push_async_callback(client._async_client.aclose)
         return client
-
-    def _pick(self, tried=()) -> int:
-        """The replica for the next attempt of a request that already went to ``tried``: fewest in flight, then
-        fewest sent, among the replicas that are up (not paused; one on trial only while it has nothing in
-        flight) and not tried; else among those up; when every replica is paused, among all of the run."""
-        now = time.monotonic()
-        up = [i for i in self._live
-              if self._paused[i] <= now and (not self._pause_s[i] or not self._inflight[i])]
-        pool = ([i for i in up if i not in tried] or up or [i for i in self._live if i not in tried]
-                or self._live)
-        return min(pool, key=lambda i: (self._inflight[i], self.sent_to[self.urls[i]]))
-
-    def _answered(self, i: int) -> None:
-        self._streak[i] = 0
-        if self._pause_s[i]:
-            self._pause_s[i] = 0.0
-            log.warning("endpoint replica %s answers again: back in the rotation", self.urls[i])
-
-    def _failed(self, i: int, err: BaseException) -> None:
-        """Count a failed attempt against replica ``i``; pause it when it keeps failing (see the module doc)."""
-        verdict = judge(err)
-        if len(self._live) < 2 or not verdict.retry:  # nowhere else to go, or the request's fault, not the server's
-            return
-        self._streak[i] += 1
-        now = time.monotonic()
-        if self._paused[i] > now:  # already paused (this attempt was in flight): one pause per episode
-            return
-        refused = _refused(err)
-        if not (refused or self._pause_s[i] or self._streak[i] >= self.replica_failures):
-            return
-        length = min(self.replica_pause_max, self._pause_s[i] * 2) if self._pause_s[i] else self.replica_pause
-        grew = length != self._pause_s[i]
-        self._pause_s[i], self._paused[i] = length, now + length
-        self.pauses[self.urls[i]] += 1
-        if grew:  # at the longest pause, further ones are counted (describe), not logged
-            why = ("it refused a connection" if refused else f"{self._streak[i]} failures in a row")
-            others = any(self._paused[j] <= now for j in self._live if j != i)
-            where = ("its requests go to the other replicas" if others
-                     else "every replica of the run is paused, so requests go to all of them")
-            log.warning("endpoint replica %s paused for %g s after %s (%s): %s", self.urls[i], length, why,
-                        verdict.reason, where)
 
     def _bind(self):
         """(Re)build the loop-bound clients (one per replica) and semaphore for the running event loop."""
@@ -265,10 +193,9 @@ class EndpointBackend:
             try:
                 async with sem:
                     self.stats["requests"] += 1
-                    i = self._pick(tried)
+                    i = self.replicas.pick(tried)
                     tried.add(i)
-                    self._inflight[i] += 1
-                    self.sent_to[self.urls[i]] += 1
+                    self.replicas.sending(i)
                     try:
                         if hasattr(asyncio, "timeout"):  # 3.11+: no extra task per request
                             async with asyncio.timeout(self.timeout):
@@ -276,11 +203,11 @@ class EndpointBackend:
                         else:
                             result = await asyncio.wait_for(self._call(clients[i], request, headers), self.timeout)
                     except Exception as err:
-                        self._failed(i, err)
+                        self.replicas.failed(i, err, judge(err))
                         raise
                     finally:
-                        self._inflight[i] -= 1
-                    self._answered(i)
+                        self.replicas.returned(i)
+                    self.replicas.answered(i)
                     return result
             finally:
                 _HEADERS.reset(token)
@@ -324,38 +251,8 @@ class EndpointBackend:
         Raises :class:`GenerationError` (its ``url``: the replica, or every replica joined by ``", "``) when
         nothing answers at any of them, or at once when a URL cannot be requested.
         """
-        import httpx2
-
-        dead: dict[str, GenerationError] = {}
-        for url in self.urls:
-            tries = 0
-
-            def once(url=url) -> None:
-                nonlocal tries
-                tries += 1
-                with httpx2.Client(timeout=min(self.timeout, 10.0)) as client:
-                    client.get(url)
-
-            try:
-                call_with_retries(once, attempts=self.request_attempts, backoff=self.backoff,
-                                  max_wait=self.backoff_max)
-            except Exception as err:  # noqa: BLE001 - judged by the retry policy
-                verdict = classify(err)
-                error = GenerationError(verdict.reason, tries, transient=verdict.retry)
-                error.url = url
-                if not verdict.retry:  # not a server that is down: a URL no request can be sent to
-                    raise error from None
-                dead[url] = error
-        if len(dead) == len(self.urls):
-            error = next(iter(dead.values()))
-            error.url = ", ".join(dead)
-            raise error from None
-        self.skipped = list(dead)
-        self._live = [i for i, url in enumerate(self.urls) if url not in dead]
-        live = ", ".join(self.urls[i] for i in self._live)
-        for url, error in dead.items():
-            log.warning("nothing answers at endpoint replica %s (%s): skipped for this run, generating with %s",
-                        url, error, live)
+        self.replicas.probe(lambda once: call_with_retries(once, attempts=self.request_attempts, backoff=self.backoff,
+                                                           max_wait=self.backoff_max), min(self.timeout, 10.0))
 
     async def _call(self, client, request: Request, headers: dict) -> Result:
         if self.mode == "chat":
