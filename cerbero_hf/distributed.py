@@ -6,13 +6,13 @@ module only keeps the ranks in step around it:
 
 - the launchers describe the run in the environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``), read here
   without importing torch, so a rank knows its place before the process group forms;
-- :func:`main_only` runs a step that writes (the output lock, a card) on the global main process and tells the
+- :func:`on_main` / :func:`main_only` run a step that writes (the output lock, a card) on the global main process and tells the
   others whether it worked, so that a refusal on the main process stops every rank with the same answer;
-- :func:`barrier`, :func:`broadcast` and :func:`gather` are no-ops in a single process;
+- :func:`broadcast` and :func:`gather` are no-ops in a single process;
 - :func:`quiet_replica` silences the libraries on the other ranks: only the main process prints the console.
 
 The process group is formed by transformers when the training arguments are built (``TrainingArguments``
-sets up its device); :func:`process_group` forms it the same way where nothing has yet.
+sets up its device).
 """
 
 from __future__ import annotations
@@ -122,21 +122,6 @@ def _dist():
     import torch.distributed as dist
 
     return dist if dist.is_available() and dist.is_initialized() else None
-
-
-def process_group(cpu: bool) -> None:
-    """Form the process group the way transformers does (accelerate's ``PartialState``; gloo on the CPU)."""
-    if launched() and _dist() is None:
-        from accelerate import PartialState
-
-        PartialState(cpu=cpu)
-
-
-def barrier() -> None:
-    """Wait until every rank gets here (nothing to wait for in one process)."""
-    dist = _dist()
-    if dist is not None:
-        dist.barrier()
 
 
 def broadcast(value: Any) -> Any:

@@ -49,14 +49,14 @@ def _progress_callback(progress, every: float = 2.0):
     return RichProgress()
 
 
-def _processes(res, cfg) -> str:
-    """``2 (torchrun, MULTI_CPU), global batch 8``: how many ranks trained, how, and the global batch."""
+def _processes(cfg) -> str:
+    """``2 (torchrun), global batch 8``: how many ranks trained, started how, and the global batch."""
     from cerbero_hf import distributed
+    from cerbero_hf.stages.train.ranks import global_batch
 
     world = distributed.world_size()
-    size = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
     how = f" ({distributed.launcher()})" if world > 1 else ""
-    return f"{world}{how}, global batch {size}"
+    return f"{world}{how}, global batch {global_batch(cfg)}"
 
 
 def _summary(res, cfg):
@@ -71,7 +71,7 @@ def _summary(res, cfg):
             ("train loss", f"{res.train_loss:.4f}" if res.train_loss else "–"),
             ("eval loss", f"{res.eval_loss:.4f}" if res.eval_loss is not None else "–"),
             ("time", f"{res.seconds:.1f} s ({rate:,.0f} tokens/s)"),
-            ("processes", _processes(res, cfg)),
+            ("processes", _processes(cfg)),
             ("loss mode", "assistant-only" if cfg.assistant_only_loss else "full conversation"),
             ("resumed from", res.resumed_from or "–"), ("model", res.model),
             ("merged model", res.merged or "–"), ("Hub repo", res.hub or "–")]

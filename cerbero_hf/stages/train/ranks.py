@@ -59,21 +59,25 @@ def training_data(cfg: TrainConfig):
     return train_ds, eval_ds, report
 
 
+def global_batch(cfg: TrainConfig) -> int:
+    """Sequences per optimizer step over every rank: per-device batch x gradient accumulation x processes."""
+    return cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * distributed.world_size()
+
+
 def how_trained(cfg: TrainConfig, trainer) -> dict:
     """The set-up a reader needs to reproduce the run: processes, batch sizes, launcher, distributed type."""
     world = distributed.world_size()
     kind = getattr(trainer.accelerator.state.distributed_type, "value", str(trainer.accelerator.state.distributed_type))
     return {"world_size": world, "per_device_batch_size": cfg.per_device_train_batch_size,
             "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
-            "global_batch_size": cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world,
+            "global_batch_size": global_batch(cfg),
             "launcher": distributed.launcher(), "distributed_type": "none" if kind == "NO" else kind,
             "backend": getattr(trainer.accelerator.state, "backend", None) if world > 1 else None}
 
 
 def batch_note(cfg: TrainConfig) -> str | None:
     """One line when the global batch differs from the paper's (Table 1: 4 x accumulation 4 x 8 GPUs = 128)."""
-    world = distributed.world_size()
-    size = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world
+    world, size = distributed.world_size(), global_batch(cfg)
     if size == PAPER_GLOBAL_BATCH:
         return None
     return (f"global batch {size} = {cfg.per_device_train_batch_size} per device x {cfg.gradient_accumulation_steps} "

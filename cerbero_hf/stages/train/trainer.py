@@ -87,6 +87,11 @@ def _trainer_class():
     return CerberoSFTTrainer
 
 
+def merged_folder(cfg: TrainConfig) -> Path:
+    """Where a merged LoRA model goes: ``OUTPUT-merged``."""
+    return Path(str(Path(cfg.output_dir)) + "-merged")
+
+
 def _merge_lora(cfg: TrainConfig, tok, report: dict, stops: list[str]) -> Path:
     """Reload the base, apply the saved adapter and ``merge_and_unload`` into ``OUTPUT-merged`` (pushed to
     ``<hub_model_id>-merged`` with ``push_to_hub``)."""
@@ -94,7 +99,7 @@ def _merge_lora(cfg: TrainConfig, tok, report: dict, stops: list[str]) -> Path:
 
     base = _load_model(cfg, bf16=False, quantize=False)
     merged = PeftModel.from_pretrained(base, cfg.output_dir).merge_and_unload()
-    out = Path(str(Path(cfg.output_dir)) + "-merged")
+    out = merged_folder(cfg)
     merged.save_pretrained(out)
     tok.save_pretrained(out)
     write_card(cfg, report, stops, out, merged=True)
@@ -236,14 +241,14 @@ def _train(cfg: TrainConfig, callbacks, last: str | None) -> TrainResult:
     res = TrainResult(rows=len(train_ds), rejected=sum(c["rows_rejected"] for c in report["corpora"]),
                       steps=trainer.state.global_step,
                       tokens=int(getattr(trainer, "_total_train_tokens", 0)), train_loss=result.training_loss,
-                      eval_loss=eval_loss, seconds=seconds, resumed_from=last, model=str(out))
-    distributed.on_main(lambda: _write_report(cfg, report, stops, res, out))
+                      eval_loss=eval_loss, seconds=seconds, resumed_from=last, model=str(out),
+                      merged=str(merged_folder(cfg)) if cfg.lora and cfg.merge_lora else None)
+    distributed.on_main(lambda: _write_report(cfg, report, stops, res, out))  # before the final push carries it
     if cfg.push_to_hub:  # every rank saves (FSDP, ZeRO-3 gather), the main process pushes
         trainer.push_to_hub(commit_message="End of training")
         res.hub = trainer.hub_model_id
-    if cfg.lora and cfg.merge_lora:
-        res.merged = str(Path(str(out) + "-merged"))
-        distributed.on_main(lambda: (_merge_lora(cfg, tok, report, stops), _write_report(cfg, report, stops, res, out)))
+    if res.merged:
+        distributed.on_main(lambda: _merge_lora(cfg, tok, report, stops))
     return res
 
 
