@@ -199,7 +199,10 @@ class Manifest:
         return entry.get("result") if entry and entry.get("status") == "done" else None
 
     def record(self, stage: str, **entry) -> None:
+        """Record ``stage``'s entry and write the file (under a launcher, the main process writes it)."""
         self.data["stages"][stage] = entry
+        if not distributed.is_main():
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=2, ensure_ascii=False, default=str))
@@ -250,8 +253,7 @@ def run_recipe(recipe: Recipe, *, only: list[str] | None = None, force: bool = F
     digests: dict[str, str] = {}
     results: dict[str, Result] = {}
     check_launched_stages(recipe, manifest, only, force)
-    if not distributed.is_main():  # under a launcher the main process writes the manifest and reports
-        manifest.record = lambda *_, **__: None  # type: ignore[method-assign]
+    if not distributed.is_main():  # under a launcher the main process reports
         on_stage = on_event = None
     for name in NAMES:
         stage = get_stage(name)
