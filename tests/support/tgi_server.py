@@ -7,7 +7,8 @@ lock; answers carry TGI ``details`` (``finish_reason``, ``generated_tokens``) or
 
 Faults: ``server.faults`` is a list consumed one per generation request, front first; each entry is
 ``"ok"``, an HTTP status such as ``"500"``, ``"503"`` or ``"400"``, ``"429"`` (with ``Retry-After: 0``),
-``"delay:<s>"`` (sleep ``s`` seconds, then answer normally), ``"timeout"`` (sleep
+``"delay:<s>"`` (sleep ``s`` seconds, then answer normally), ``"gate:<n>"`` (answer once ``n`` requests
+are in flight, 20 s at most), ``"timeout"`` (sleep
 ``server.slow_s`` before answering), ``"reset"`` (close the connection without an answer),
 ``"malformed"`` (200 with invalid JSON), ``"empty"`` (200 with an empty generated text) or
 ``"text:<s>"`` (200 with ``<s>`` as the generated text). ``server.fault_fn(n)`` may instead return a
@@ -38,6 +39,7 @@ class TGIServer:
         self.tok = AutoTokenizer.from_pretrained(self.model_dir)
         self.lm = AutoModelForCausalLM.from_pretrained(self.model_dir).eval()
         self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)  # woken whenever a request comes in
         self.faults: list[str] = []
         self.fault_fn = None
         self.text_fn = None
@@ -133,6 +135,7 @@ def _handler(server: TGIServer):
             with server.lock:
                 server.inflight += 1
                 server.max_inflight = max(server.max_inflight, server.inflight)
+                server.arrived.notify_all()
             try:
                 return self._answer(body, fault)
             finally:
@@ -153,6 +156,9 @@ def _handler(server: TGIServer):
                 time.sleep(server.slow_s)
             if fault.startswith("delay:"):
                 time.sleep(float(fault[6:]))
+            if fault.startswith("gate:"):  # hold the answer until this many requests are in flight (20 s at most)
+                with server.arrived:
+                    server.arrived.wait_for(lambda: server.inflight >= int(fault[5:]), timeout=20)
             if fault == "malformed":
                 return self._send(200, b'{"generated_text": "unterminated')
             if self.path == "/v1/chat/completions":

@@ -121,8 +121,9 @@ def test_retry_after_is_honoured(tgi_server):
 
 def test_chat_mode_sends_the_key_and_counts_tokens_and_bounds_concurrency(tgi_server, monkeypatch):
     tgi_server.reset()
-    # Each answer waits 1 s, long enough for the client's three slots to overlap even on a busy machine.
-    tgi_server.fault_fn = lambda n: "delay:1.0"
+    # The first three answers wait until three requests are in flight at once: no timing guess, and a client
+    # with fewer slots leaves max_inflight below 3 (after the server's 20 s wait) instead of passing by luck.
+    tgi_server.fault_fn = lambda n: "gate:3" if n < 3 else "ok"
     monkeypatch.setenv("GEN_TEST_KEY", "sk-test-123")
     backend = EndpointBackend(tgi_server.url, "chat", model="served", api_key_env="GEN_TEST_KEY", concurrency=3)
 
