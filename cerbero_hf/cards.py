@@ -257,7 +257,8 @@ def dataset_card(folder, *, template: str | Path = "generated_corpus", repo_id: 
     from huggingface_hub import DatasetCard, DatasetCardData
 
     folder = Path(folder)
-    configs = DatasetCard.load(folder / "README.md").data.to_dict().get("configs") or []
+    written = DatasetCard.load(folder / "README.md").data.to_dict()
+    configs = written.get("configs") or []
     counts = _row_counts(folder, configs)
     default_rows = counts.get("default", sum(counts.values()))
     histogram = None
@@ -277,7 +278,7 @@ def dataset_card(folder, *, template: str | Path = "generated_corpus", repo_id: 
     data = DatasetCardData(
         language=[language], license=license, task_categories=list(task_categories),
         size_categories=[size_category(default_rows)], tags=list(dict.fromkeys(["synthetic", "cerbero-hf", *tags])),
-        pretty_name=pretty_name or folder.name, configs=configs,
+        pretty_name=pretty_name or folder.name, configs=configs, dataset_info=written.get("dataset_info"),
         cerbero_hf={"stage_counts": dict(stage_counts or {}), "rows": counts,
                     "models": {k: v for k, v in (models or {}).items() if not is_secret_key(k)}})
     card = render(

@@ -43,6 +43,18 @@ def _drop_stale_configs(out: Path, configs: dict) -> None:
                 old.unlink()
 
 
+def _sha256(folder: Path) -> str:
+    """The sha256 of a config folder's data files (in name order), the first 16 hex digits."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for f in sorted(folder.glob("train-*.parquet")):
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def arrow_nbytes(ds) -> int:
     """The in-memory Arrow size of ``ds``'s rows (what ``num_bytes`` means), also after ``filter``/``select``:
     ``ds.data.nbytes`` alone is the whole underlying table's size when ``ds`` has an indices mapping."""
@@ -80,9 +92,11 @@ def save_hub_folder(out: str | os.PathLike, configs: dict, *, card_data: dict | 
         # Sizes in the card (as push_to_hub writes them). datasets hashes a local folder's cache key from the
         # README (configs + dataset_info) only, not from the files: without them, load_dataset(out) returns
         # stale rows after out is rewritten, or another folder's rows (datasets#6465-like).
+        # The sizes alone do not tell two same-sized writes apart: the description carries the file's sha256.
         size = (d / "train-00000-of-00001.parquet").stat().st_size
         nbytes = arrow_nbytes(ds)
-        infos.append({"config_name": name, "download_size": size, "dataset_size": nbytes,
+        infos.append({"config_name": name, "description": f"sha256 of its data: {_sha256(d)}",
+                      "download_size": size, "dataset_size": nbytes,
                       "splits": [{"name": "train", "num_bytes": nbytes, "num_examples": len(ds)}]})
         entry = {"config_name": name, "data_files": [{"split": "train", "path": f"{config_dir(name)}/train-*"}]}
         if name == "default":
@@ -99,11 +113,15 @@ def save_hub_folder(out: str | os.PathLike, configs: dict, *, card_data: dict | 
     return out
 
 
-def _announced(out: Path) -> dict[str, int | None]:
-    """The configs a folder's README announces, with their row counts from ``dataset_info`` (None: unknown)."""
+def card_header(out: Path) -> dict:
+    """The YAML header of ``out/README.md`` as a dict ({} when there is none or it cannot be read)."""
     import yaml
 
-    text = (out / "README.md").read_text(encoding="utf-8") if (out / "README.md").is_file() else ""
+    readme = Path(out) / "README.md"
+    try:
+        text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        return {}
     if not text.startswith("---"):
         return {}
     end = text.find("\n---", 3)
@@ -111,6 +129,48 @@ def _announced(out: Path) -> dict[str, int | None]:
         data = yaml.safe_load(text[3:end if end > 0 else None]) or {}
     except yaml.YAMLError:
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+def split_files(out: Path, config: str | None = None, split: str = "train") -> list[Path] | None:
+    """The files of one split of a config that ``out/README.md`` declares, in path order; None when the README
+    declares no configs. ``config`` None is the default config (``default: true``, else ``default``, else the
+    first).
+
+    Reading these files directly (``load_dataset("parquet", data_files=...)``, whose cache key holds each file's
+    mtime) is what keeps our reads fresh: ``load_dataset(folder)`` keys its cache by the folder's name and README
+    only, so a folder rewritten in place, or another folder of the same name, can give stale rows.
+
+    Raises:
+        InputError: the README declares configs, but not ``config``.
+    """
+    configs = [c for c in card_header(out).get("configs") or [] if isinstance(c, dict) and c.get("config_name")]
+    if not configs:
+        return None
+    if config is None:
+        chosen = next((c for c in configs if c.get("default")), None) or next(
+            (c for c in configs if c["config_name"] == "default"), configs[0])
+    else:
+        chosen = next((c for c in configs if c["config_name"] == config), None)
+        if chosen is None:
+            raise InputError(f"no config {config!r} (declared: {', '.join(c['config_name'] for c in configs)})",
+                             file=str(out))
+    data_files = chosen.get("data_files") or []
+    if isinstance(data_files, (str, dict)):
+        data_files = [data_files]
+    globs = []
+    for item in data_files:
+        if isinstance(item, str) and split == "train":
+            globs.append(item)
+        elif isinstance(item, dict) and item.get("split", "train") == split:
+            paths = item.get("path") or []
+            globs += [paths] if isinstance(paths, str) else list(paths)
+    return sorted({f for g in globs for f in Path(out).glob(g) if f.is_file()})
+
+
+def _announced(out: Path) -> dict[str, int | None]:
+    """The configs a folder's README announces, with their row counts from ``dataset_info`` (None: unknown)."""
+    data = card_header(out)
     rows = {}
     for info in data.get("dataset_info") or []:
         if isinstance(info, dict):
@@ -162,3 +222,15 @@ def wrote_line(out: str | os.PathLike) -> str:
         return f"Wrote {out}: no rows ({', '.join(empty) or 'default'} is empty)."
     note = f" ({', '.join(empty)}: no rows)" if empty else ""
     return f"Wrote {out}: {' and '.join(calls)}{note}."
+
+
+def check_kept(out: str | os.PathLike) -> None:
+    """Raise :class:`InputError` when folder ``out``'s ``default`` config has no rows: ``datasets`` cannot load
+    it, so a stage that kept nothing ends with exit 2 and says where the removed rows are, not as a success."""
+    announced = _announced(Path(out))
+    if announced.get("default") != 0:
+        return
+    removed = announced.get("rejected")
+    where = f"; the {removed} removed rows load with load_dataset({str(out)!r}, 'rejected')" if removed else ""
+    raise InputError(f"no row was kept, so the default config is empty and cannot be loaded{where}", file=str(out))
+

@@ -21,10 +21,12 @@ from pathlib import Path
 from cerbero_hf.errors import InputError
 from cerbero_hf.hub_folder import (  # noqa: F401 - the writing side, re-exported: one module to import from
     arrow_nbytes,
+    check_kept,
     config_dir,
     load_calls,
     load_config,
     save_hub_folder,
+    split_files,
     wrote_line,
 )
 
@@ -231,6 +233,12 @@ def load_table(spec: str | os.PathLike, *, config: str | None = None, split: str
                 clashes = _check_text_file(f, shapes)
                 if clashes:  # datasets fails on it, or turns the odd values into text
                     raise next(iter(clashes.values()))
+            files = split_files(path, config, split)  # a Hub-layout folder: its files, never a stale cache
+            if files:
+                fmt = FILE_FORMATS.get(files[0].suffix.lower(), "parquet")
+                datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
+                ds = datasets.load_dataset(fmt, data_files=[str(f) for f in files], split="train")
+                return _nonempty(ds, path)
             return _nonempty(datasets.load_dataset(str(path), config, split=split), path)
         fmt = FILE_FORMATS.get(path.suffix.lower())
         if fmt is None:

@@ -83,6 +83,30 @@ def test_rewritten_or_same_named_folders_never_load_stale_rows(tmp_path):
     assert load_dataset(str(a), "rejected", split="train")["x"] == [8, 8]
 
 
+def test_same_sized_rewrites_and_card_renders_never_load_stale_rows(tmp_path):
+    """Rows of the same size give the same sizes in dataset_info: our reads (load_table, load_config) read the
+    files themselves, load_dataset sees the data's sha256 in the card, and a card rendered over the folder (the
+    published copies) keeps both."""
+    from cerbero_hf.cards import dataset_card
+    from cerbero_hf.io import load_config
+
+    def write(folder, texts, rejected):
+        save_hub_folder(folder, {"default": Dataset.from_dict({"t": texts}),
+                                 "rejected": Dataset.from_dict({"t": rejected})})
+        dataset_card(folder)  # what refine, score and publish do to a folder they wrote or copied
+
+    a, b = tmp_path / "a" / "corpus", tmp_path / "b" / "corpus"
+    write(a, ["aaa", "bbb"], ["zzz"])
+    assert load_table(a)["t"] == ["aaa", "bbb"] and load_dataset(str(a), split="train")["t"] == ["aaa", "bbb"]
+    write(a, ["ccc", "ddd"], ["yyy"])  # in place, same sizes
+    assert load_table(a)["t"] == ["ccc", "ddd"] and load_dataset(str(a), split="train")["t"] == ["ccc", "ddd"]
+    assert load_config(a, "rejected")["t"] == ["yyy"]
+    assert load_dataset(str(a), "rejected", split="train")["t"] == ["yyy"]
+    write(b, ["eee", "fff"], ["xxx"])  # another folder of the same name
+    assert load_table(b)["t"] == ["eee", "fff"] and load_dataset(str(b), split="train")["t"] == ["eee", "fff"]
+    assert "sha256" in (b / "README.md").read_text().split("\n---", 1)[0]
+
+
 def test_a_config_dropped_on_rewrite_leaves_no_stale_files(tmp_path):
     out = tmp_path / "corpus"
     save_hub_folder(out, {"default": Dataset.from_dict(ROWS), "rejected": Dataset.from_dict(ROWS)})

@@ -73,6 +73,7 @@ def register(app) -> None:
         finally:
             status(None)
         Console().print(report_table(result, live["seconds"], config.lang_action))
-        from cerbero_hf.io import wrote_line
+        from cerbero_hf.io import check_kept, wrote_line
 
         Console().print(wrote_line(output))  # the load_dataset calls that work (an empty config cannot load)
+        check_kept(output)  # nothing kept: exit 2, one line (the folder stays written)

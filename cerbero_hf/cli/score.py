@@ -210,6 +210,7 @@ def _run(input: str, output: str, score_config: ScoreConfig, filter_config: Filt
     Console().print(summary_table(f"cerbero-hf score: {counts['kept']} of {counts['rows']} conversations kept, "
                                   f"{counts['kept_messages']} of {counts['messages']} messages "
                                   f"({result['seconds']:.1f} s scoring)", summaries))
-    from cerbero_hf.io import wrote_line
+    from cerbero_hf.io import check_kept, wrote_line
 
     Console().print(wrote_line(output))  # the load_dataset calls that work (an empty config cannot load)
+    check_kept(output)  # nothing kept: exit 2, one line (the folder stays written)

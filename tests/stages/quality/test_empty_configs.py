@@ -124,3 +124,15 @@ def test_compare_reads_folders_with_an_empty_config(tmp_path, tiny_mlm, capsys):
         _compare([scored.refined, none.refined], None, 2.0, include)
     out = capsys.readouterr().out
     assert out.count("refined") >= 2
+
+
+def test_score_keeping_nothing_exits_2_naming_the_rejected_rows(tmp_path, tiny_mlm, cli_env):
+    out = tmp_path / "none"
+    res = run_cli(["score", _clean_corpus(tmp_path / "clean.jsonl"), out, "--model", tiny_mlm, "--max-nll", 1e-6],
+                  env={**cli_env, "COLUMNS": "1000"})
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"Error: file {out}: no row was kept, so the default config is empty and cannot be loaded; the 6 removed "
+        f"rows load with load_dataset('{out}', 'rejected')")
+    assert "Traceback" not in res.stderr
+    assert len(datasets.load_dataset(str(out), "rejected", split="train")) == 6  # nothing lost
