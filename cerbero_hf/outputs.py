@@ -19,6 +19,8 @@ writes anything, through the :func:`writes_output` decorator on its ``run`` func
 4. **Ours.** An existing folder that holds anything must be one cerbero-hf wrote (resumed or replaced as before);
    a folder holding other files is refused unless ``overwrite`` (``--overwrite``) is given, and even then only
    the files the stage writes are replaced: nothing else in it is deleted.
+5. **The same stage, the same settings.** A folder another stage wrote, or this stage with other settings, is
+   refused unless ``overwrite`` (:mod:`cerbero_hf.stage_marker`, which records both in the folder).
 
 A folder is *ours* when it holds any of (see :func:`ours`):
 
@@ -27,6 +29,7 @@ A folder is *ours* when it holds any of (see :func:`ours`):
 - ``manifest.json`` with a ``stages`` mapping (a recipe's ``output_dir``),
 - ``cerbero_train.json`` (a finished train run) or ``results.json`` with ``tasks`` (the evaluate stage),
 - ``.score-partial/`` (scored chunks of an interrupted score run),
+- ``.cerbero-hf-stage.json`` (the stage marker, :mod:`cerbero_hf.stage_marker`),
 - ``.cerbero-hf.lock`` (a run of ours that stopped before it wrote anything).
 
 An output folder the run created and left empty (the run failed before writing) is removed again.
@@ -41,13 +44,13 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
-from cerbero_hf import distributed
+from cerbero_hf import distributed, stage_marker
 from cerbero_hf.errors import InputError
 
 LOCK_NAME = ".cerbero-hf.lock"
 TAG = "cerbero-hf"
 MARKERS = ("README.md (tag cerbero-hf)", "manifest.json", "cerbero_train.json", "results.json", ".score-partial/",
-           LOCK_NAME)
+           ".cerbero-hf-stage.json", LOCK_NAME)
 
 _held: dict[Path, "OutputLock"] = {}  # real output folder -> the lock this process holds (re-entrant per process)
 _held_guard = threading.Lock()
@@ -90,20 +93,9 @@ def check_overlap(output, inputs: Iterable = ()) -> None:
 
 def _card_tags(readme: Path) -> list:
     """The ``tags`` of a README's YAML header ([] when it has none or cannot be read)."""
-    import yaml
+    from cerbero_hf.hub_folder import card_header
 
-    try:
-        text = readme.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return []
-    if not text.startswith("---"):
-        return []
-    end = text.find("\n---", 3)
-    try:
-        data = yaml.safe_load(text[3:end if end > 0 else None]) or {}
-    except yaml.YAMLError:
-        return []
-    tags = data.get("tags") if isinstance(data, dict) else None
+    tags = card_header(readme.parent).get("tags")
     return tags if isinstance(tags, list) else [tags] if isinstance(tags, str) else []
 
 
@@ -123,7 +115,8 @@ def ours(folder) -> bool:
             or "stages" in _json_keys(folder / "manifest.json")
             or (folder / "cerbero_train.json").is_file()
             or {"tasks", "model"} <= _json_keys(folder / "results.json")
-            or (folder / ".score-partial").is_dir())
+            or (folder / ".score-partial").is_dir()
+            or stage_marker.read(folder) is not None)
 
 
 def foreign_entries(folder, *, had_lock: bool | None = None) -> list[str]:
@@ -193,6 +186,8 @@ class OutputLock:
             os.close(self.fd)
             self.fd = None
         if self.created:
+            if [p.name for p in self.folder.iterdir()] == [stage_marker.MARKER]:
+                (self.folder / stage_marker.MARKER).unlink()  # the run wrote nothing but the marker
             try:
                 self.folder.rmdir()  # only when empty: the run failed before writing anything
             except OSError:
@@ -210,15 +205,19 @@ class OutputLock:
         self.release()
 
 
-def prepare_output(output, inputs: Iterable = (), *, overwrite: bool = False) -> OutputLock:
+def prepare_output(output, inputs: Iterable = (), *, overwrite: bool = False, stage: str | None = None,
+                   settings: dict | None = None, rerun: bool = False) -> OutputLock:
     """Check ``output`` against ``inputs``, lock it, and check it is ours (see the module docstring).
 
     Returns the held :class:`OutputLock`; use it as a context manager (``with prepare_output(...):``), which
     releases it (and removes the folder again when this call created it and nothing was written).
 
+    ``stage`` / ``settings`` / ``rerun``: who writes it (:func:`cerbero_hf.stage_marker.check`).
+
     Raises:
         InputError: ``output`` overlaps an input, is a file, is locked by another run, or holds files that
-            cerbero-hf did not write (without ``overwrite``).
+            cerbero-hf did not write, or another stage's output, or this stage's with other settings (without
+            ``overwrite``).
     """
     folder = Path(output)
     check_overlap(folder, inputs)
@@ -243,6 +242,14 @@ def prepare_output(output, inputs: Iterable = (), *, overwrite: bool = False) ->
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise InputError(f"the output folder holds files cerbero-hf did not write ({shown}): choose a new or empty "
                          "folder, or pass --overwrite to write into it anyway", file=str(output))
+    if stage:
+        try:
+            if not overwrite:
+                stage_marker.check(folder, stage, settings, rerun=rerun, label=str(output))
+            stage_marker.write(folder, stage, settings)
+        except InputError:
+            lock.release()
+            raise
     lock.depth = 1
     with _held_guard:
         _held[lock.folder] = lock
@@ -251,12 +258,15 @@ def prepare_output(output, inputs: Iterable = (), *, overwrite: bool = False) ->
 
 def writes_output(inputs: Callable[..., Iterable] = lambda config, ctx: (), *,
                   output: Callable[..., object] = lambda config, ctx: ctx.output,
-                  overwrite: Callable[..., bool] = lambda config, ctx: getattr(ctx, "overwrite", False)):
+                  overwrite: Callable[..., bool] = lambda config, ctx: getattr(ctx, "overwrite", False),
+                  same_settings: bool = True):
     """Decorate a stage's ``run(config, ctx)`` so that it runs under :func:`prepare_output`.
 
     ``inputs`` / ``output`` / ``overwrite`` are functions of the run's arguments: the local paths it reads (Hub
     ids and ``None`` are skipped), its output folder (default ``ctx.output``; ``None`` skips the check, leaving
     the run to report the missing output) and whether ``--overwrite`` was given (default ``ctx.overwrite``).
+    The stage marker's stage is the function's name (``run_seeds``: ``seeds``), its settings the first argument's
+    (compared unless ``same_settings`` is False).
     """
     def decorator(run: Callable) -> Callable:
         @functools.wraps(run)
@@ -264,8 +274,12 @@ def writes_output(inputs: Callable[..., Iterable] = lambda config, ctx: (), *,
             out = output(*args, **kwargs)
             if out is None or out == "":
                 return run(*args, **kwargs)
+            ctx = args[1] if len(args) > 1 else kwargs.get("ctx")
             opened = lambda: prepare_output(out, list(inputs(*args, **kwargs) or ()),  # noqa: E731
-                                            overwrite=bool(overwrite(*args, **kwargs)))
+                                            overwrite=bool(overwrite(*args, **kwargs)),
+                                            stage=run.__name__.removeprefix("run_"),
+                                            settings=stage_marker.settings_of(args[0]) if args and same_settings else None,
+                                            rerun=bool(getattr(ctx, "rerun", False)))
             with distributed.main_only(opened):  # under a launcher: the main process locks and checks, once
                 return run(*args, **kwargs)
         return guarded

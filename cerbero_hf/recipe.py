@@ -275,7 +275,7 @@ def run_recipe(recipe: Recipe, *, only: list[str] | None = None, force: bool = F
             on_stage(name, "running", None)
         ctx = Context(output=out / stage.folder, inputs={i: results[i] for i in stage.inputs if i in results},
                       configs={i: recipe.configs[i] for i in stage.inputs if recipe.enabled(i)},
-                      language=recipe.language, seed=recipe.seed, overwrite=overwrite, engine=recipe.engine,
+                      language=recipe.language, seed=recipe.seed, overwrite=overwrite, engine=recipe.engine, rerun=True,
                       on_event=(lambda event, stats, name=name: on_event(name, event, stats)) if on_event else None)
         result = stage.run(recipe.configs[name], ctx)
         results[name] = result

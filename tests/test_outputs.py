@@ -116,6 +116,47 @@ def test_a_folder_of_other_files_needs_overwrite_and_keeps_them(tmp_path, cli_en
     assert res.returncode == 2 and "is a file, not a folder" in res.stderr
 
 
+def test_another_stages_folder_or_other_settings_need_overwrite(tmp_path, cli_env):
+    seeds = _seeds(tmp_path / "seeds")
+    before = _digest(seeds)
+    res = run_cli(["refine", FIXTURES / "fauno_raw.jsonl", seeds], env=cli_env)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"Error: file {seeds}: the output folder holds the output of the seeds stage, which refine would replace: "
+        "choose another output folder, or pass --overwrite to replace it"]
+    assert _digest(seeds) == before  # nothing replaced
+
+    out = tmp_path / "refined"
+    assert run_cli(["refine", FIXTURES / "fauno_raw.jsonl", out], env=cli_env).returncode == 0
+    written = _digest(out)
+    res = run_cli(["refine", FIXTURES / "fauno_raw.jsonl", out, "--lang-action", "drop-message"], env=cli_env)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"Error: file {out}: the output folder holds a refine run with other settings (lang_action \"flag\" -> "
+        "\"drop-message\"): choose another output folder, or pass --overwrite to replace it"]
+    assert _digest(out) == written
+    res = run_cli(["refine", FIXTURES / "fauno_raw.jsonl", out, "--num-proc", "2"], env=cli_env)
+    assert res.returncode == 0, res.stderr  # a setting of speed only: the same run again
+    res = run_cli(["refine", FIXTURES / "fauno_raw.jsonl", out, "--lang-action", "drop-message", "--overwrite"], env=cli_env)
+    assert res.returncode == 0, res.stderr
+    res = run_cli(["refine", FIXTURES / "fauno_raw.jsonl", seeds, "--overwrite"], env=cli_env)
+    assert res.returncode == 0, res.stderr
+
+
+def test_the_recipe_reruns_a_stage_whose_settings_changed(tmp_path):
+    from cerbero_hf.recipe import load_recipe, run_recipe
+
+    recipe = tmp_path / "recipe.yaml"
+    text = (f"output_dir: {tmp_path / 'run'}\nseeds:\n  input: {OASST}\n"
+            "generate: {enabled: false}\nrefine:\n  inputs: [" + str(FIXTURES / "fauno_raw.jsonl") + "]\n"
+            "  lang_action: {action}\nscore: {enabled: false}\nfilter: {enabled: false}\n"
+            "train: {enabled: false}\nevaluate: {enabled: false}\n")
+    for action in ("flag", "drop-message"):
+        recipe.write_text(text.replace("{action}", action))
+        manifest = run_recipe(load_recipe(recipe))
+        assert manifest.data["stages"]["refine"]["config"]["lang_action"] == action
+
+
 def test_what_counts_as_ours(tmp_path):
     cases = {"card": ("README.md", "---\ntags:\n- cerbero-hf\n---\n# x\n"),
              "manifest": ("manifest.json", '{"stages": {}}'), "train": ("cerbero_train.json", "{}"),

@@ -169,8 +169,10 @@ def register(app) -> None:
         if plot is not None:
             raise InputError("--plot works with --compare")
         from cerbero_hf.outputs import prepare_output
+        from cerbero_hf.stage_marker import settings_of
 
-        with prepare_output(paths[1], [paths[0]], overwrite=overwrite):  # before anything is loaded or written
+        with prepare_output(paths[1], [paths[0]], overwrite=overwrite, stage="score",  # before anything is read
+                            settings=settings_of(score_config, filter_config)):
             _run(*paths, score_config, filter_config, engine)
 
 

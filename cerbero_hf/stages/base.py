@@ -69,7 +69,9 @@ class Context:
         command: the command line that produced the output (for cards), when run from the CLI.
         configs: the configs of the stages it reads (name -> config), for cards that name their models.
         overwrite: write into an output folder that holds files cerbero-hf did not write (``--overwrite``;
-            see :mod:`cerbero_hf.outputs`).
+            see :mod:`cerbero_hf.outputs`), or one of this stage's outputs written with other settings.
+        rerun: the caller owns the folder as this stage's (a recipe re-running a stage whose settings changed):
+            other settings than the folder's last run are expected, not refused.
         engine: where the heavy work runs (:class:`cerbero_hf.engine.EngineConfig`; ``None``: in this process).
     """
 
@@ -82,6 +84,7 @@ class Context:
     configs: dict[str, Any] = field(default_factory=dict)
     overwrite: bool = False
     engine: Any = None
+    rerun: bool = False
 
     def input(self, name: str) -> Result:
         """The result of the earlier stage ``name``, or an input error saying which stage to enable."""

@@ -162,7 +162,7 @@ def event_callback(on_event):
 
 
 @writes_output(lambda cfg, *_, **__: cfg.corpora, output=lambda cfg, *_, **__: cfg.output_dir,
-               overwrite=lambda cfg, *_, **__: cfg.overwrite)
+               overwrite=lambda cfg, *_, **__: cfg.overwrite, same_settings=False)  # resumes from checkpoints
 def train(cfg: TrainConfig, callbacks: list | tuple = (), on_note: Callable[[str], None] | None = None) -> TrainResult:
     """Fine-tune ``cfg.model`` on ``cfg.corpora`` with TRL's ``SFTTrainer`` into ``cfg.output_dir``.
 
