@@ -46,6 +46,7 @@ _PATH_CHARS = r"[^\s\"'`|()\[\]{},;<>\\/]"
 _QUOTED_PATH = re.compile(r"(?P<q>[`\"'])(?P<path>/[^`\"'\n]*[^`\"'\n/])/?(?P=q)")
 _LINE_END_PATH = re.compile(r"(?m)(?<=: )(?P<path>/[^\n\"'`]*[^\n\"'`/ ])\s*$")
 _BARE_PATH = re.compile(r"(?<![\w.:/~\\$}>-])(?P<path>/" + _PATH_CHARS + r"+(?:/" + _PATH_CHARS + r"+)+)/?")
+_GENERATED = re.compile(r'"origin":\s*\[[^\]]*"generated"')  # meta of a row with a self-chat message
 
 
 def _local(path: str) -> bool:
@@ -131,15 +132,18 @@ def _row_counts(folder: Path, configs: list[dict]) -> dict[str, int]:
 
 
 def _example(folder: Path, configs: list[dict], max_chars: int = 300) -> str:
-    """The first row of the default config as pretty JSON: long strings shortened, a JSON string (``meta``)
-    shortened inside so it stays JSON, local paths outside ``messages`` shown by name (:func:`public`)."""
+    """The first row of the default config with a generated message (``meta`` ``origin``; else the first row) as
+    pretty JSON: long strings shortened, a JSON string (``meta``) shortened inside so it stays JSON, local paths
+    outside ``messages`` shown by name (:func:`public`)."""
     import pyarrow.parquet as pq
 
     default = next((c for c in configs if c.get("default")), configs[0])
     files = _files(folder, default)
     if not files:
         return "{}"
-    row = pq.ParquetFile(files[0]).read_row_group(0).slice(0, 1).to_pylist()[0]
+    group = pq.ParquetFile(files[0]).read_row_group(0)
+    metas = group.column("meta").to_pylist() if "meta" in group.column_names else []
+    row = group.slice(next((i for i, m in enumerate(metas) if _GENERATED.search(str(m or ""))), 0), 1).to_pylist()[0]
 
     def short(v):
         if isinstance(v, str) and v[:1] in "{[":

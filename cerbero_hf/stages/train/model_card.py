@@ -4,7 +4,9 @@
 (the one card renderer) with a ``ModelCardData`` header (base model, datasets, language,
 license, tags, ``model-index``): the training data and recipe tables, the loss mode, the prompt format
 with a usage snippet, the evaluation table, limitations and the citation. ``write_card(config, ...)``
-renders it for a training run.
+renders it for a training run; ``write_saved(config, ...)`` makes what a save wrote public (PEFT's own card
+and ``adapter_config.json`` name the base by its local path). Models and corpora are named by
+:func:`public_id`: a Hub id, or the name of a local folder, never a local path.
 
 ``update_eval_results(card, results, model_name)`` is what ``cerbero-hf evaluate --update-card`` calls: it
 merges new scores into the card's ``model-index`` (as ``EvalResult`` entries) and rewrites the table
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,26 @@ TEMPLATE_NAME = "model"  # cerbero_hf/resources/cards/model.md.j2 (published cop
 EVAL_START = "<!-- eval-results:start -->"
 EVAL_END = "<!-- eval-results:end -->"
 NO_RESULTS = "No evaluation results yet: `cerbero-hf evaluate MODEL OUTPUT --update-card` fills this table."
+
+
+def public_id(spec: str) -> str:
+    """A model or corpus as a public card names it (``base_model``, ``datasets``): a Hub id as it is, a Hub cache
+    folder (``.../models--org--name/snapshots/REV``) by its Hub id, any other local path by its folder name (a
+    data file by its stem), with the characters a Hub name cannot hold replaced by ``-``."""
+    from cerbero_hf.io import FILE_SUFFIXES, is_hub_id
+
+    if is_hub_id(spec):
+        return spec
+    path = Path(str(spec).rstrip("/"))
+    cached = [p.split("--", 1)[1] for p in path.parts if re.fullmatch(r"(models|datasets)--.+", p)]
+    if cached:
+        return cached[-1].replace("--", "/")
+    name = path.name
+    for suffix in sorted(FILE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[:-len(suffix)]
+            break
+    return re.sub(r"[^\w.-]+", "-", name).strip("-.")[:96].strip("-.") or "model"
 
 
 def _task_type(task: str) -> str:
@@ -67,14 +90,17 @@ def build_model_card(*, model_name: str, base_model: str, corpora: list[dict], c
                      language_name: str = "Italian", license: str = "apache-2.0", fauno_tags: bool = False,
                      condition_note: str = "", example_prompt: str = "...",
                      results: dict[str, dict[str, float]] | None = None, dataset_ids: dict[str, str] | None = None,
-                     tags: list[str] | None = None):
+                     tags: list[str] | None = None, adapter: bool = False):
     """Render the card for a trained model.
 
     Args:
-        corpora: one dict per training corpus: ``name``, ``hub_id`` (or None), ``weight``, ``rows``.
+        base_model: the base model's Hub id or name (a local path is named by :func:`public_id`).
+        corpora: one dict per training corpus: ``name``, ``hub_id`` (or None), ``weight``, ``rows``; the
+            ``datasets`` metadata lists each by its Hub id, else by :func:`public_id` of its name.
         recipe: the hyper-parameters shown in the recipe table (name -> value); never secrets.
         assistant_only_loss: which loss the run used, stated in the card.
         results: optional ``{task: {metric: value}}`` for the evaluation table and ``model-index``.
+        adapter: the card of a LoRA adapter (``library_name: peft``), not of a whole model.
 
     Returns:
         A ``huggingface_hub.ModelCard``; ``card.save(path)`` writes the README.
@@ -82,13 +108,13 @@ def build_model_card(*, model_name: str, base_model: str, corpora: list[dict], c
     from huggingface_hub import ModelCardData
 
     from cerbero_hf.cards import render
-    from cerbero_hf.io import is_hub_id
 
     eval_results = to_eval_results(results, dataset_ids) if results else None
     data = ModelCardData(
-        base_model=base_model if is_hub_id(base_model) else None,
-        datasets=[c["hub_id"] for c in corpora if c.get("hub_id")] or None,
-        language=[language], license=license, library_name="transformers", pipeline_tag="text-generation",
+        base_model=public_id(base_model),
+        datasets=list(dict.fromkeys(c.get("hub_id") or public_id(c["name"]) for c in corpora)) or None,
+        language=[language], license=license, library_name="peft" if adapter else "transformers",
+        pipeline_tag="text-generation",
         tags=["cerbero-hf", "trl", "sft", "cerbero-7b", f"condition-{condition}", *(tags or [])],
         model_name=model_name, eval_results=eval_results)
     if assistant_only_loss:
@@ -113,7 +139,8 @@ def update_eval_results(card_path_or_folder: str | os.PathLike, results: dict[st
     Args:
         card_path_or_folder: a README.md or the model folder holding it.
         results: ``{task: {metric: value}}``, e.g. ``{"squad_it": {"f1": 72.55, "exact_match": 55.6}}``.
-        model_name: the name recorded in ``model-index``.
+        model_name: the name recorded in ``model-index`` when the card names no model yet (a card of ours
+            names it: its ``model_name``, not the evaluated folder's name such as ``model-merged``).
         dataset_ids: optional ``{task: Hub dataset id}`` recorded as each result's dataset type.
 
     A (task, metric) pair already in the card is replaced; other existing results stay. The table between
@@ -130,7 +157,7 @@ def update_eval_results(card_path_or_folder: str | os.PathLike, results: dict[st
     new = to_eval_results(results, ids)
     merged = {(r.dataset_name, r.metric_type): r for r in old}
     merged.update({(r.dataset_name, r.metric_type): r for r in new})  # replaced in place, new ones appended
-    card.data.model_name = model_name
+    card.data.model_name = card.data.model_name or model_name
     card.data.eval_results = list(merged.values())
     table = eval_table(card.data.eval_results)
     text = card.text
@@ -152,16 +179,14 @@ def write_card(cfg, report: dict, stops: list[str], folder: str | Path, merged: 
         stops: the stop strings of the inference template.
         merged: the card of ``OUTPUT-merged`` (LoRA adapter merged into the base weights).
     """
-    from cerbero_hf.io import is_hub_id
     from cerbero_hf.languages import load_language
 
     pack = load_language(cfg.language)
     name = cfg.model_name or (cfg.hub_model_id or Path(cfg.output_dir).name).split("/")[-1]
     repo = cfg.hub_model_id + ("-merged" if merged else "") if cfg.hub_model_id else name
-    corpora = [{"name": c["name"] if c["hub_id"] else Path(c["path"]).name, "hub_id": c["hub_id"],
+    corpora = [{"name": c["name"] if c["hub_id"] else public_id(c["path"]), "hub_id": c["hub_id"],
                 "weight": c["weight"], "rows": c["rows_used"]} for c in report["corpora"]]
     note = "LoRA adapter merged into the base weights" if merged else ("LoRA adapter" if cfg.lora else "")
-    base = cfg.model if is_hub_id(cfg.model) else Path(cfg.model).name  # no local paths in a public card
     recipe = cfg.recipe_table()
     setup = report.get("distributed")
     if setup:  # how it trained, so a reader can reproduce the run
@@ -172,8 +197,8 @@ def write_card(cfg, report: dict, stops: list[str], folder: str | Path, merged: 
                                   f"{setup['gradient_accumulation_steps']} accumulation x {world} "
                                   f"process{'es' if world > 1 else ''}")
     card = build_model_card(
-        model_name=name, base_model=base, corpora=corpora, condition=cfg.condition, seed=cfg.seed,
-        recipe=recipe, assistant_only_loss=cfg.assistant_only_loss, stop_strings=stops,
+        model_name=name, base_model=public_id(cfg.model), corpora=corpora, condition=cfg.condition, seed=cfg.seed,
+        recipe=recipe, assistant_only_loss=cfg.assistant_only_loss, stop_strings=stops, adapter=cfg.lora and not merged,
         user_tag=pack.user_tag, assistant_tag=pack.fauno_assistant_tag if cfg.fauno_tags else pack.assistant_tag,
         repo_id=repo, language=pack.code, language_name=pack.name, license=cfg.license, fauno_tags=cfg.fauno_tags,
         condition_note=note, example_prompt=pack.extra.get("example_prompt", "..."),
@@ -182,3 +207,19 @@ def write_card(cfg, report: dict, stops: list[str], folder: str | Path, merged: 
     path.parent.mkdir(parents=True, exist_ok=True)
     card.save(str(path))
     return path
+
+
+def write_saved(cfg, report: dict, stops: list[str], folder: str | Path) -> None:
+    """Make a folder a save just wrote (a checkpoint, the final model) public: PEFT's ``adapter_config.json``
+    names the base by :func:`public_id` (``base_model_name_or_path`` is the local path it was loaded from; loading
+    the adapter onto a given base, as the merge and a resume do, does not read it), and the README PEFT writes
+    (``base_model:`` the local path) is replaced by this run's card."""
+    folder = Path(folder)
+    config = folder / "adapter_config.json"
+    if config.is_file():
+        data = json.loads(config.read_text(encoding="utf-8"))
+        if data.get("base_model_name_or_path") not in (None, public_id(cfg.model)):
+            data["base_model_name_or_path"] = public_id(cfg.model)
+            config.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+    if (folder / "README.md").is_file():
+        write_card(cfg, report, stops, folder)

@@ -28,7 +28,7 @@ from cerbero_hf.errors import InputError
 from cerbero_hf.outputs import writes_output
 from cerbero_hf.stages.train.config import TrainConfig  # noqa: F401  (public API)
 from cerbero_hf.stages.train.data import CONDITIONS, Corpus, build_training_set, check_corpora  # noqa: F401
-from cerbero_hf.stages.train.model_card import write_card
+from cerbero_hf.stages.train.model_card import write_card, write_saved
 from cerbero_hf.stages.train.ranks import PREPARED, batch_note, check_resume, how_trained, training_data
 from cerbero_hf.stages.train.stage import TrainResult
 
@@ -63,15 +63,22 @@ def _load_model(cfg: TrainConfig, bf16: bool, quantize: bool):
 
 
 def _trainer_class():
-    """``SFTTrainer`` whose checkpoint-time model card is ours (TRL writes its own at every save)."""
+    """``SFTTrainer`` whose model cards are ours: TRL's at push time, and PEFT's in every saved folder (it names the
+    base by its local path, as ``adapter_config.json`` does), rewritten right after the save, before any push."""
     from trl import SFTTrainer
 
     class CerberoSFTTrainer(SFTTrainer):
         card_writer = None
+        saved_writer = None
 
         def create_model_card(self, *args, **kwargs):
             if self.card_writer is not None and self.is_world_process_zero():
                 self.card_writer(self.args.output_dir)
+
+        def _save(self, output_dir=None, state_dict=None):
+            super()._save(output_dir, state_dict=state_dict)
+            if self.saved_writer is not None and self.args.should_save:
+                self.saved_writer(output_dir or self.args.output_dir)
 
         def training_step(self, model, inputs, *args, **kwargs):
             # this rank's own tokens (TRL's num_tokens is the sum over ranks): the report shows every rank trained
@@ -223,6 +230,7 @@ def _train(cfg: TrainConfig, callbacks, last: str | None) -> TrainResult:
         setup["data_prepared"] = "once, by the main process" if all(c == caches[0] for c in caches) else "on every rank"
     report["distributed"] = setup
     trainer.card_writer = lambda folder: write_card(cfg, report, stops, folder)
+    trainer.saved_writer = lambda folder: write_saved(cfg, report, stops, folder)
     if any(getattr(c, "replaces_progress", False) for c in callbacks):  # event_callback: no tqdm bar, no dicts
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

@@ -1,8 +1,16 @@
 """Model cards: rendering from the template and merging evaluation results (paper §4, §4.2)."""
 
 from huggingface_hub import ModelCard
+from huggingface_hub.utils import validate_repo_id
 
-from cerbero_hf.stages.train.model_card import EVAL_END, EVAL_START, NO_RESULTS, build_model_card, update_eval_results
+from cerbero_hf.stages.train.model_card import (
+    EVAL_END,
+    EVAL_START,
+    NO_RESULTS,
+    build_model_card,
+    public_id,
+    update_eval_results,
+)
 
 
 def _card(**kw):
@@ -24,7 +32,7 @@ def test_card_metadata_and_sections(tmp_path):
     _card().save(tmp_path / "README.md")
     card = ModelCard.load(tmp_path / "README.md")
     assert card.data.base_model == "mistralai/Mistral-7B-v0.1"
-    assert card.data.datasets == ["user/fauno-refined"]  # only corpora with a Hub id
+    assert card.data.datasets == ["user/fauno-refined", "generated"]  # a local corpus by its folder name
     assert card.data.language == ["it"] and card.data.license == "apache-2.0"
     assert "condition-full" in card.data.tags and not card.data.eval_results
     text = card.text
@@ -74,3 +82,40 @@ def test_update_eval_results_on_a_foreign_card(tmp_path):
     card = ModelCard.load(tmp_path / "README.md")
     assert card.data.license == "mit" and card.text.startswith("# Someone's model\n\nHand-written text.\n")
     assert "## Evaluation" in card.text and "| sentipolc | `sentipolc` | 0.46 |" in card.text
+
+
+def test_public_id_names_models_and_corpora_without_local_paths(tmp_path):
+    (tmp_path / "my base model").mkdir()
+    (tmp_path / "chat.jsonl").write_text("{}\n")
+    cases = {"mistralai/Mistral-7B-v0.1": "mistralai/Mistral-7B-v0.1",
+             "/home/me/.cache/huggingface/hub/models--mistralai--Mistral-7B-v0.1/snapshots/0a1b2c": "mistralai/Mistral-7B-v0.1",
+             "/srv/hub/models--gpt2/snapshots/0a1b2c/": "gpt2",
+             "/srv/hub/datasets--user--chat/snapshots/0a1b2c/data/train.parquet": "user/chat",
+             str(tmp_path / "my base model") + "/": "my-base-model", str(tmp_path / "chat.jsonl"): "chat",
+             "generated": "generated"}
+    for spec, name in cases.items():
+        assert public_id(spec) == name, spec
+        validate_repo_id(name)  # a name the Hub accepts in base_model / datasets
+
+
+def test_card_metadata_is_what_the_hub_reads(tmp_path):
+    card = _card(base_model=str(tmp_path / "bases" / "tiny-mistral"), adapter=True,
+                 results={"squad_it": {"f1": 70.0}}, corpora=[
+                     {"name": "fauno", "hub_id": "user/fauno-refined", "weight": 1.0, "rows": 12},
+                     {"name": str(tmp_path / "filtered" / "generated"), "hub_id": None, "weight": 1.0, "rows": 7}])
+    data = ModelCard(str(card)).data  # the README's text parsed the way huggingface_hub (and the Hub) read it
+    assert data.base_model == "tiny-mistral" and data.datasets == ["user/fauno-refined", "generated"]
+    assert isinstance(data.base_model, str) and all(isinstance(d, str) for d in data.datasets)
+    for repo_id in (data.base_model, *data.datasets):
+        validate_repo_id(repo_id)
+    assert data.library_name == "peft" and data.model_name == "cerbero-tiny"
+    assert data.to_dict()["model-index"][0]["name"] == "cerbero-tiny"
+    assert "base_model: " + str(tmp_path) not in str(card)
+
+
+def test_update_eval_results_keeps_the_model_name_of_our_card(tmp_path):
+    _card().save(tmp_path / "README.md")
+    update_eval_results(tmp_path, {"squad_it": {"f1": 70.1}}, "model-merged")  # the evaluated folder's name
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.model_name == "cerbero-tiny"
+    assert card.data.to_dict()["model-index"][0]["name"] == "cerbero-tiny"
