@@ -42,21 +42,21 @@ class EngineConfig(Config):
 
     SECTION = "engine"
     kind: str = setting("local", choices=ENGINES, flag="--engine",
-                        help="local (this process) or ray (a Ray cluster: pip install 'cerbero-hf[ray]').")
+                        help="local, or ray (pip install 'cerbero-hf[ray]').")
     address: str | None = setting(None, flag="--ray-address",
                                   help="Ray cluster to join (ray://host:10001 or host:6379); default: RAY_ADDRESS, "
                                        "else a new local cluster.")
     workers: int | None = setting(None, ge=1, flag="--ray-workers",
-                                  help="Actors (scorers, generators); default: as many as fit, leaving one CPU for "
-                                       "Ray Data's read/write tasks.")
+                                  help="Actors (scorers, generators); default: as many as fit, one CPU left to "
+                                       "Ray Data.")
     cpus_per_worker: float = setting(1.0, gt=0, flag="--ray-cpus-per-worker",
                                      help="CPUs each actor reserves (fractions allowed); also its torch threads.")
     gpus_per_worker: float = setting(0.0, ge=0, flag="--ray-gpus-per-worker",
-                                     help="GPUs each actor reserves (0.5: two actors share a GPU).")
+                                     help="GPUs per actor (0.5: two share a GPU).")
     batch_rows: int = setting(64, ge=1, flag="--ray-batch-rows",
                               help="Rows per Ray block: the unit of work, of resuming and of load balancing.")
     num_cpus: int | None = setting(None, ge=1, flag="--ray-num-cpus",
-                                   help="CPUs of a new local cluster (default: all of this machine's).")
+                                   help="CPUs of a new local cluster (default: all).")
 
     @property
     def ray(self) -> bool:

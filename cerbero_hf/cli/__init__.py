@@ -34,6 +34,7 @@ def _stage_modules() -> list[str]:
 app = typer.Typer(
     name="cerbero-hf",
     cls=Group,
+    rich_markup_mode=None,  # plain help (cerbero_hf.cli._help): no markup, so `[ray]` is shown as written
     help="Build a chat corpus and a chat model for your language, the Cerbero-7B way (arXiv 2311.15698).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

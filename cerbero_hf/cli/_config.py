@@ -51,14 +51,24 @@ def _option_type(tp: Any) -> tuple[Any, Callable[[Any], Any]]:
     return Optional[str], lambda v: v
 
 
+def _metavar(tp: Any) -> str | None:
+    """``--help``'s placeholder for a list (``INT,...``) or a mapping (``JSON``); ``None``: the type's own."""
+    base, _ = _strip_optional(tp)
+    args = [a for a in typing.get_args(base) if a is not type(None)]
+    if typing.get_origin(base) in (list, tuple) or base in (list, tuple):
+        return {int: "INT", float: "FLOAT"}.get(args[0] if args else str, "TEXT") + ",..."
+    if dict in (base, typing.get_origin(base), *args):
+        return "JSON"
+    return None
+
+
 def _default_text(default: Any) -> Any:
     if isinstance(default, (list, tuple)):
         return ",".join(str(v) for v in default)
     return default
 
 
-OVERWRITE_HELP = ("Write into an output folder that holds files cerbero-hf did not write (they are kept; the "
-                  "stage's own files are replaced). Without it such a folder is refused.")
+OVERWRITE_HELP = "Write into a folder holding other files (kept), or written by another stage or with other settings."
 
 
 def overwrite_switch() -> inspect.Parameter:
@@ -100,7 +110,7 @@ def config_command(app, name: str, *configs: type, arguments: list[tuple] = (), 
             choices = f" One of: {', '.join(map(str, spec['choices']))}." if spec.get("choices") else ""
             params.append(inspect.Parameter(
                 spec["name"], inspect.Parameter.KEYWORD_ONLY, default=opt_default,
-                annotation=Annotated[tp, typer.Option(*names, help=spec["help"] + choices,
+                annotation=Annotated[tp, typer.Option(*names, help=spec["help"] + choices, metavar=_metavar(spec["type"]),
                                                       show_default=opt_default not in (None, ""))]))
         params.extend(extra)
         if writes_folder:

@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cerbero_hf.cli._config import OVERWRITE_HELP
-
 ORDER = 80
+# the recipe re-runs its own stages when their settings change: --overwrite is about files it did not write
+RUN_OVERWRITE_HELP = "Write into output folders holding files cerbero-hf did not write (they are kept)."
 
 
 def print_manifest(manifest, console=None, statuses: dict | None = None) -> None:
@@ -47,11 +47,12 @@ def register(app) -> None:
     @app.command()
     def run(
         recipe: Annotated[str, typer.Argument(help="Recipe YAML (see configs/cerbero-7b.yaml).")],
-        only: Annotated[Optional[str], typer.Option(help="Comma-separated stages to run (default: every enabled one).")] = None,
+        only: Annotated[Optional[str], typer.Option(metavar="STAGE,...",
+                                                    help="Stages to run (default: every enabled one).")] = None,
         set_: Annotated[Optional[list[str]], typer.Option(
-            "--set", help="Override a value: section.key=value (repeatable).")] = None,
+            "--set", metavar="KEY=VALUE", help="Override a recipe value: section.key=value (repeatable).")] = None,
         force: Annotated[bool, typer.Option("--force", help="Re-run stages already done with the same config.")] = False,
-        overwrite: Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)] = False,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help=RUN_OVERWRITE_HELP)] = False,
         verbose: Annotated[bool, typer.Option("--verbose", help="Show the libraries' own progress bars, logs and "
                                                                 "warnings (hidden by default).")] = False,
     ) -> None:

@@ -89,6 +89,7 @@ def parse_train_args(argv: list[str]):
     """
     import argparse
 
+    from cerbero_hf.cli._train_help import TrainHelpFormatter
     from cerbero_hf.config import load_yaml
     from cerbero_hf.errors import InputError
     from cerbero_hf.stages.train.config import TrainConfig, parser
@@ -96,8 +97,9 @@ def parse_train_args(argv: list[str]):
     argv = list(argv)
     if argv and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml")):
         argv[:1] = ["--config", argv[0]]
-    p = parser(usage="cerbero-hf train " + USAGE,
-               description="Fine-tune a model on the corpora with TRL's SFTTrainer (paper §4, Table 1). " + ARGUMENTS)
+    p = parser(usage="cerbero-hf train " + USAGE, formatter_class=TrainHelpFormatter,
+               description="Fine-tune a model on the corpora with TRL's SFTTrainer (paper §4, Table 1). " + ARGUMENTS
+               + " Every flag also takes its underscore spelling (--max_steps for --max-steps).")
     p.add_argument("--config", metavar="RECIPE.yaml", help="A recipe (its train: section) or a YAML of train keys.")
     if "-h" in argv or "--help" in argv:
         p.print_help()

@@ -50,53 +50,47 @@ class GenerateConfig(Config):
 
     SECTION = "generate"
     # -- the generator --------------------------------------------------------------------------------
-    endpoint: str | None = setting(None, help="Generator endpoint URL (TGI, vLLM, SGLang, llama.cpp, transformers "
-                                              "serve), or replicas of one model as URL1,URL2,... (requests balanced "
-                                              "across them). Without it, --model runs in this process.")
-    model: str | None = setting(None, help="Generator model: with --endpoint, the `model` sent to it (transformers "
-                                           "serve: the path it serves); without, a local path or Hub id run "
-                                           "in-process, batching concurrent requests.")
+    endpoint: str | None = setting(None, help="Generator server URL, or URL1,URL2,... for replicas of one model. "
+                                              "Without it, --model runs in this process.")
+    model: str | None = setting(None, help="Model name sent to --endpoint; without it, a local path or Hub id run "
+                                           "in this process.")
     backend: str | None = setting(None, choices=BACKENDS, help="endpoint or local (default: endpoint when "
                                                                "--endpoint is set, else local).")
-    mode: str = setting("chat", choices=MODES, help="chat: /v1/chat/completions (a local model: its chat template); "
-                                                    "completion: TGI text_generation on the rendered transcript.")
-    api_key_env: str | None = setting(None, help="NAME of the environment variable holding the endpoint's API key "
-                                                 "(never the key itself; never printed).")
-    extra_body: dict | str | None = setting(None, help="Extra fields for chat requests (server-specific options): a "
-                                                       "JSON object.")
+    mode: str = setting("chat", choices=MODES, help="chat: /v1/chat/completions; completion: TGI text_generation.")
+    api_key_env: str | None = setting(None, help="NAME of the variable holding the API key (never printed).")
+    extra_body: dict | str | None = setting(None, help="JSON object of extra fields for chat requests.")
     concurrency: int = setting(64, ge=1, help="Requests in flight at most (a local model batches up to 32).")
     timeout: float = setting(300.0, gt=0, help="Seconds per request attempt.")
     request_attempts: int = setting(5, ge=1, help="HTTP attempts per request (retries on 408/429/5xx, connection "
                                                   "errors, timeouts).")
     backoff: float = setting(1.0, ge=0, help="Base retry delay in seconds (exponential, jittered; a Retry-After "
                                              "header wins).")
-    max_failed_share: float = setting(0.5, ge=0, le=1, help="Share of the conversations whose requests may fail "
-                                      "before the run ends with an error, once the corpus is written (1: never).")
-    device: str = setting("cpu", help="Device for the embedder and a local generator.")
+    max_failed_share: float = setting(0.5, ge=0, le=1, help="Share of failed conversations that ends the run with "
+                                      "an error, after writing the corpus (1: never).")
+    device: str = setting("cpu", help="Embedder and local generator device.")
     # -- sampling -------------------------------------------------------------------------------------
     max_new_tokens: int = setting(512, ge=1, help="Token limit per message.")
     temperature: float = setting(0.7, ge=0, help="Sampling temperature.")
     top_p: float = setting(0.9, gt=0, le=1, help="Nucleus sampling top_p.")
     # -- self-chat ------------------------------------------------------------------------------------
-    language: str = setting("it", help="Language pack code or YAML file (role tags, system prompts, embedder).")
+    language: str = setting("it", help="Language pack: code or YAML file.")
     seed: int = setting(42, help="Global RNG seed (lengths, request seeds, seed order).")
     max_conversations: int | None = setting(None, ge=1, help="Conversations to generate (default: one per seed).")
     lengths: list[int] = setting(default_factory=lambda: [4, 6, 8, 10], item_ge=2,
                                  help="Target lengths, drawn uniformly (messages, seed included).")
     max_attempts: int = setting(5, ge=1, help="Candidates per message position before a conversation ends.")
-    max_chars: int = setting(8000, ge=1, help="Longest message, in characters (default 8000): a longer generated "
-                                              "message is rejected (too_long); a seed conversation holding a longer "
-                                              "message is never sent and goes to `rejected` with the reason.")
+    max_chars: int = setting(8000, ge=1, help="Longest message in characters (default 8000): a longer generated one "
+                                              "is rejected (too_long), a seed conversation holding one goes to "
+                                              "`rejected` unsent.")
     keep_truncated: bool = setting(False, help="Accept messages cut by the token limit.")
     # -- diversity filter -----------------------------------------------------------------------------
-    embedder: str | None = setting(None, help="Sentence-transformers model (default: the language pack's).")
+    embedder: str | None = setting(None, help="Embedding model (default: the language pack's).")
     threshold: float = setting(0.9, ge=-1, le=1, help="Reject a message whose cosine to a stored one is above this.")
-    index: str = setting("exact", choices=INDEXES, help="Diversity store search: exact, or hnsw (approximate, for "
-                                                        "millions of messages).")
+    index: str = setting("exact", choices=INDEXES, help="Diversity store search: exact, or hnsw (approximate).")
     # -- resume ---------------------------------------------------------------------------------------
-    resume: bool = setting(True, help="Keep a request-replay cache, so re-running the same command resumes "
-                                      "(--no-resume: no cache, every request is sent).")
-    cache: str | None = setting(None, help="The replay cache file (sqlite; default: OUTPUT.cache.sqlite).")
+    resume: bool = setting(True, help="Keep a replay cache so a re-run resumes; --no-resume sends every "
+                                      "request.")
+    cache: str | None = setting(None, help="Replay cache file (default: OUTPUT.cache.sqlite).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
