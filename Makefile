@@ -14,7 +14,7 @@ LOWEST_VENV := build/venv-lowest
 LOWEST_TESTS ?= $(filter-out tests/test_packaging.py,$(wildcard tests/test_*.py)) tests/stages/seeds \
 	tests/stages/refine tests/stages/quality tests/stages/train
 
-.PHONY: demo test install clean bench lowest
+.PHONY: demo test check install clean bench lowest
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,9 +27,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cerbero-hf demo
 
+# The whole suite in two worker processes (CONTRIBUTING.md); the 15 slowest tests are listed at the end.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
+
+# The edit-test loop: ruff and the fast tests (no servers, Ray, training runs or end-to-end paths).
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -n 2 -m "not slow and not network_local" --durations=5
 
 lowest:
 	rm -rf $(LOWEST_VENV)

@@ -76,17 +76,27 @@ def build_tiny_mlm(out_dir: str | Path, *, hidden: int = 64, layers: int = 2, vo
                    max_positions: int = 64, train_steps: int = 30, seed: int = 0, sentences: list[str] | None = None) -> Path:
     """A WordPiece tokenizer and a ``BertForMaskedLM`` trained a few MLM steps on Italian sentences."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertForMaskedLM
 
     out = Path(out_dir)
     sents = sentences or italian_sentences(seed=seed)
-    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wp.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
-    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # The vocabulary is counted here, not by tokenizers' WordPieceTrainer, whose ties at the cut-off fall in hash
+    # order (four builds, four tokenizer.json): special tokens, every character alone and as ``##c``, then the
+    # most frequent words (ties by spelling), so the same sentences always give the same tokenizer.
+    normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts = Counter(w for s in sents for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(s)))
+    chars = sorted({c for w in counts for c in w})
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars)]
+    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1]
+    tokens += words[:max(0, vocab - len(tokens))]
+    wp = Tokenizer(models.WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
+    wp.normalizer = normalizer
+    wp.pre_tokenizer = pre
     wp.decoder = decoders.WordPiece()
-    wp.train_from_iterator(sents, trainers.WordPieceTrainer(
-        vocab_size=vocab, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
     wp.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", wp.token_to_id("[CLS]")), ("[SEP]", wp.token_to_id("[SEP]"))])

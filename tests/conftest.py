@@ -1,7 +1,12 @@
-"""Shared fixtures: tiny models built once per test run, an isolated HF cache.
+"""Shared fixtures: tiny models built once per test run, an isolated HF cache, the suite's markers.
 
-The whole suite runs in one pytest process so heavy imports (torch, transformers,
-sentence-transformers, trl, evaluate) are paid once. Do not set HF_HUB_OFFLINE here: tests talk
+``make test`` runs the suite in two pytest-xdist workers (``-n 2 --dist loadgroup``). The tiny models are built
+once per run for both workers (:func:`built_once`: a file lock in the run's shared temp folder); servers and the
+Hub emulator start once per worker on free ports. Markers are set here from what a test uses
+(:func:`pytest_collection_modifyitems`), so a new test gets them without anyone remembering: ``network_local``
+(a server or the Hub emulator), ``ray`` (a Ray cluster; all on one worker, one after another), ``e2e`` (the
+demo, the README, the wheel, multi-process training) and ``slow`` (``ray`` + ``e2e`` + training runs).
+CONTRIBUTING.md says how to use them. Do not set HF_HUB_OFFLINE here: tests talk
 to local servers and the Hub emulator through huggingface_hub (it blocks calls to 127.0.0.1 too). Models are
 always loaded by local path, which makes no network call.
 """
@@ -48,7 +53,27 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("tiny-models")
+    """One folder for the whole run: under xdist, the workers' common parent temp folder."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path = shared / "tiny-models"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def built_once(path: Path, build) -> Path:
+    """``build(path)`` once per run, whichever worker asks first (the others wait on a file lock, then reuse it).
+    A build that died half-way (no ``.built`` file) is removed and made again."""
+    import shutil
+
+    from filelock import FileLock
+
+    with FileLock(str(path) + ".lock"):
+        if not (path / ".built").is_file():
+            shutil.rmtree(path, ignore_errors=True)
+            build(path)
+            (path / ".built").touch()
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +81,7 @@ def tiny_mlm(tiny_models_dir) -> Path:
     """A tiny BertForMaskedLM + WordPiece tokenizer (window 64 tokens)."""
     from cerbero_hf.tiny_models import build_tiny_mlm
 
-    return build_tiny_mlm(tiny_models_dir / "bert-mlm")
+    return built_once(tiny_models_dir / "bert-mlm", build_tiny_mlm)
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +89,7 @@ def tiny_chat_lm(tiny_models_dir) -> Path:
     """A tiny MistralForCausalLM with the Cerbero chat template."""
     from cerbero_hf.tiny_models import build_tiny_chat_lm
 
-    return build_tiny_chat_lm(tiny_models_dir / "mistral-chat")
+    return built_once(tiny_models_dir / "mistral-chat", build_tiny_chat_lm)
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +97,7 @@ def tiny_embedder(tiny_models_dir, tiny_mlm) -> Path:
     """A tiny SentenceTransformer over the tiny BERT."""
     from cerbero_hf.tiny_models import build_tiny_embedder
 
-    return build_tiny_embedder(tiny_models_dir / "st-embedder", tiny_mlm)
+    return built_once(tiny_models_dir / "st-embedder", lambda path: build_tiny_embedder(path, tiny_mlm))
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +130,25 @@ SUPPORT = Path(__file__).resolve().parent / "support"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(SUPPORT))
 pytest_plugins = sorted(p.stem for p in SUPPORT.glob("fixtures_*.py"))
+
+
+# -- markers (CONTRIBUTING.md) --------------------------------------------------------------------------------
+SERVERS = {"tgi_server", "tgi_replicas", "transformers_serve", "hub_emulator", "hub_env"}
+E2E = {"test_demo.py", "test_readme.py", "test_packaging.py", "test_distributed.py", "test_gpu_check_smoke.py"}
+TRAINING = {"test_training.py", "test_distributed.py", "test_model_card_run.py"}
+SLOW_FIXTURES = {"cli_env", "tiny_chat_lm", "base_lm", "minilm_path"}  # the CLI in a subprocess, generation, training
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.path.name
+        if SERVERS & set(item.fixturenames):
+            item.add_marker(pytest.mark.network_local)
+        if name.startswith("test_ray_") or "ray_cluster" in item.fixturenames or "real_local_cluster" in item.name:
+            item.add_marker(pytest.mark.ray)
+            item.add_marker(pytest.mark.xdist_group("ray"))  # one Ray cluster at a time, on one worker
+        if name in E2E:
+            item.add_marker(pytest.mark.e2e)
+        if name in E2E | TRAINING or item.get_closest_marker("ray") or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
