@@ -101,6 +101,7 @@ def test_wheel_holds_every_file_the_package_reads(wheel):
                    "cerbero_hf/data/eval/"):
         assert any(n.startswith(folder) for n in names), folder
     assert any(n.startswith("cerbero_hf/data/eval/") and n.count("/") >= 4 for n in names)  # data/eval/<task>/...
+    assert "cerbero_hf/py.typed" in names  # type checkers read the package's annotations (PEP 561)
     # Nothing but the package and its metadata: no tests, benchmarks or repository files.
     stray = [n for n in names if not n.startswith(("cerbero_hf/", "cerbero_hf-"))]
     assert not stray, stray
@@ -117,11 +118,14 @@ def test_installed_wheel_runs_demo_and_publishes_from_an_empty_folder(wheel, whe
     assert not empty.resolve().is_relative_to(ROOT.resolve())
 
     # The package comes from the venv, and the base + demo install pulled no web server and no matplotlib.
-    probe = ("import importlib.util, json, cerbero_hf; print(json.dumps({'file': cerbero_hf.__file__, "
+    probe = ("import importlib.util, json, sys, cerbero_hf; heavy = 'torch' in sys.modules; "
+             "from cerbero_hf import SelfChat, PLLScorer, train, run_recipe; "
+             "print(json.dumps({'file': cerbero_hf.__file__, 'torch_at_import': heavy, "
              "'absent': [m for m in %r if importlib.util.find_spec(m) is None]}))" % ((*WEB_SERVERS, "matplotlib"),))
     found = json.loads(_run([wheel_venv["python"], "-c", probe], env=_clean_env(), cwd=empty, timeout=120).stdout)
     assert Path(found["file"]).resolve().is_relative_to(wheel_venv["venv"].resolve())
     assert found["absent"] == [*WEB_SERVERS, "matplotlib"]
+    assert found["torch_at_import"] is False  # the top-level names load on first use
 
     # The demo, offline, from the empty folder: every stage done; cards without matplotlib get a note, no image.
     start = time.monotonic()
