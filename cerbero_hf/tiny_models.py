@@ -75,9 +75,9 @@ def _fast_tokenizer(tokenizer_object, **kwargs):
 def build_tiny_mlm(out_dir: str | Path, *, hidden: int = 64, layers: int = 2, vocab: int = 1000,
                    max_positions: int = 64, train_steps: int = 30, seed: int = 0, sentences: list[str] | None = None) -> Path:
     """A WordPiece tokenizer and a ``BertForMaskedLM`` trained a few MLM steps on Italian sentences."""
-    import torch
     from collections import Counter
 
+    import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertForMaskedLM
 
