@@ -63,16 +63,18 @@ def tiny_models_dir(tmp_path_factory) -> Path:
 
 def built_once(path: Path, build) -> Path:
     """``build(path)`` once per run, whichever worker asks first (the others wait on a file lock, then reuse it).
-    A build that died half-way (no ``.built`` file) is removed and made again."""
+    A build that died half-way (no ``<path>.built`` file beside it: the folder holds only what ``build`` wrote)
+    is removed and made again."""
     import shutil
 
     from filelock import FileLock
 
+    done = path.with_name(path.name + ".built")
     with FileLock(str(path) + ".lock"):
-        if not (path / ".built").is_file():
+        if not done.is_file():
             shutil.rmtree(path, ignore_errors=True)
             build(path)
-            (path / ".built").touch()
+            done.touch()
     return path
 
 
@@ -136,7 +138,8 @@ pytest_plugins = sorted(p.stem for p in SUPPORT.glob("fixtures_*.py"))
 SERVERS = {"tgi_server", "tgi_replicas", "transformers_serve", "hub_emulator", "hub_env"}
 E2E = {"test_demo.py", "test_readme.py", "test_packaging.py", "test_distributed.py", "test_gpu_check_smoke.py"}
 TRAINING = {"test_training.py", "test_distributed.py", "test_model_card_run.py"}
-SLOW_FIXTURES = {"cli_env", "tiny_chat_lm", "base_lm", "minilm_path"}  # the CLI in a subprocess, generation, training
+SLOW_FIXTURES = {"cli_env", "tiny_chat_lm", "base_lm", "minilm_path",  # the CLI in a subprocess, generation, training
+                 "report_demo_run"}  # the whole demo, for the run report's tests
 
 
 def pytest_collection_modifyitems(config, items):
