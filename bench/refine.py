@@ -6,7 +6,8 @@
    ``bench_counts``) into bench/_work/ (reused when present), and checks the refinement finds exactly the
    injected defects.
 2. End to end (the target: <= 3 minutes on our 2-core machine): load the jsonl, every rule including
-   the language check, dedup, write the Hub-layout folder; conversations/s.
+   the language check, dedup, write the Hub-layout folder (the stage's streamed path, ``Refiner.refine_to``);
+   conversations/s. Peak memory against the corpus size: bench/refine_memory.py.
 3. Per rule: conversations/s of each rule on the first ``--sample`` conversations, in one process.
 4. Baseline: Lingua on every sentence (the straightforward design) vs our function-word first pass that
    sends only uncertain sentences to Lingua, on the same messages; prints the ratio.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -58,6 +60,7 @@ def main() -> None:
     from cerbero_hf.io import load_table
     from cerbero_hf.languages import load_language
     from cerbero_hf.stages.refine.langid import LanguageChecker, lingua_detect, prose_lines, split_sentences
+    from cerbero_hf.stages.refine.reader import Part
     from cerbero_hf.stages.refine.refiner import Refiner
 
     path, expected = corpus(args.n, args.work)
@@ -68,9 +71,12 @@ def main() -> None:
     ds = load_table(path)
     t_load = time.perf_counter() - t0
     refiner = Refiner("it", num_proc=args.num_proc, batch_size=1000, source="bench")
-    kept, rejected, report = refiner.run(ds, file=str(path))
-    t_run = time.perf_counter() - t0 - t_load
-    refiner.write(args.work / f"refined_{args.n}", kept, rejected, report)
+    streamed = {}  # the rules end when the final write starts
+    out = args.work / f"refined_{args.n}"
+    shutil.rmtree(out, ignore_errors=True)
+    report = refiner.refine_to([Part(ds, "bench", str(path))], out,
+                               on_event=lambda *_: streamed.setdefault("t", time.perf_counter()))
+    t_run = streamed["t"] - t0 - t_load
     total = time.perf_counter() - t0
     removed = {k: v for k, v in expected["removed"].items() if v}
     ok = report.removed == removed and report.changed == expected["changed"]

@@ -11,7 +11,9 @@ Each is a thin adapter: it turns the chats into :class:`~cerbero_hf.stages.gener
   :class:`~cerbero_hf.stages.generate.backends.LocalLM` (batched left-padded greedy decoding, prompts sorted by
   length so a batch pads little, ``stop_strings``). The ``chat`` format applies the model's chat template
   (the rendered text already holds the BOS token); transcript formats are rendered here and tokenised with
-  the tokenizer's usual special tokens.
+  the tokenizer's usual special tokens. A message longer than the model's window can hold is cut (keeping
+  its end) before anything is tokenised (:func:`cut_messages`), so one huge benchmark item costs no more
+  memory than a full window; the prompt is then cut to the window as before and counted in ``truncated``.
 - :class:`EndpointGenerator`: :class:`~cerbero_hf.stages.generate.backends.EndpointBackend`
   (``AsyncInferenceClient``): ``chat_completion`` for the ``chat`` format (the server applies its template),
   TGI ``text_generation`` for transcript formats. Failed requests are retried by the backend, then recorded
@@ -35,6 +37,26 @@ def clean_answer(raw: str, stop: Sequence[str] = ()) -> str:
                 cut = min(cut, pos)
     text = raw[:cut].strip()
     return text.split("\n", 1)[0].strip()
+
+
+def longest_token_chars(tokenizer) -> int:
+    """The most characters one token of ``tokenizer`` can stand for: the length of its longest vocabulary entry
+    (a byte-level token's string has one character per byte, so it never decodes to more characters)."""
+    return max((len(token) for token in tokenizer.get_vocab()), default=1) or 1
+
+
+def cut_messages(chat: list[dict], max_chars: int | None) -> tuple[list[dict], int]:
+    """``chat`` with every message over ``max_chars`` characters cut to its last ``max_chars``, and how many
+    were cut.
+
+    With ``max_chars`` = the model's window x :func:`longest_token_chars`, a cut message still holds more tokens
+    than the window, and a prompt over the window keeps its end (:class:`LocalLM`): the model sees the same
+    tokens as without the cut, but a 10 MB message is never tokenised whole.
+    """
+    if not max_chars or all(len(m["content"]) <= max_chars for m in chat):
+        return chat, 0
+    out = [{**m, "content": m["content"][-max_chars:]} if len(m["content"]) > max_chars else m for m in chat]
+    return out, sum(len(m["content"]) > max_chars for m in chat)
 
 
 def _requests(chats: Sequence[list[dict]], fmt: PromptFormat, max_new_tokens: int, stop: Sequence[str],
@@ -85,6 +107,13 @@ class LocalGenerator:
         batch_size: prompts per ``generate`` call.
         threads: torch intra-op threads on CPU (default: torch's choice). On a CPU shared with other
             jobs, 1 thread can be many times faster than contended threads (see bench/evaluate.py).
+
+    Examples:
+        >>> from cerbero_hf import LocalGenerator, prompt_format
+        >>> generator = LocalGenerator("galatolo/cerbero-7b", dtype="bfloat16", batch_size=8)  # doctest: +SKIP
+        >>> chats = [[{"role": "user", "content": "Ciao!"}]]
+        >>> generator.generate(chats, prompt_format("cerbero"), max_new_tokens=32)  # doctest: +SKIP
+        [{'raw': ' Ciao! Come posso aiutarti?'}]
     """
 
     kind = "local"
@@ -98,14 +127,23 @@ class LocalGenerator:
         self.batch_size = max(1, int(batch_size))
         self.info = {**self.lm.info(), "batch_size": self.batch_size}
         self.max_positions = self.lm.max_positions
+        # per-message limit applied before tokenisation (cut_messages); None: the model states no window
+        self.max_chars = self.max_positions * longest_token_chars(self.tokenizer) if self.max_positions else None
+        self.cut = 0  # messages cut to max_chars so far
 
     @property
     def truncated(self) -> int:
         """Prompts cut (keeping their end) to fit the model's window, so far."""
         return self.lm.truncated
 
+    def fit(self, chat: list[dict]) -> list[dict]:
+        """``chat`` with its messages cut to :attr:`max_chars` (:func:`cut_messages`), counted in :attr:`cut`."""
+        chat, n = cut_messages(chat, self.max_chars)
+        self.cut += n
+        return chat
+
     def encode(self, chat: list[dict], fmt: PromptFormat) -> list[int]:
-        text = fmt.render(chat, self.tokenizer)
+        text = fmt.render(self.fit(chat), self.tokenizer)
         return self.lm.encode(text, special_tokens=not fmt.uses_chat_template)
 
     def generate(self, chats: Sequence[list[dict]], fmt: PromptFormat, *, max_new_tokens: int,
@@ -113,6 +151,7 @@ class LocalGenerator:
         """Greedy completions for ``chats``: one ``{"raw": str}`` per chat, in input order."""
         from cerbero_hf.stages.generate.backends import LocalBackend
 
+        chats = [self.fit(chat) for chat in chats]  # before anything is tokenised
         if chats and fmt.uses_chat_template:
             fmt.render(chats[0], self.tokenizer)  # a tokenizer without a chat template: the format's input error
         mode, requests = _requests(chats, fmt, max_new_tokens, stop)
@@ -139,9 +178,17 @@ class EndpointGenerator:
         url: the server's base URL (TGI, vLLM, SGLang, ``transformers serve``, any OpenAI-compatible one).
         model: the ``model`` field to send (``transformers serve`` needs the path it was started with).
         api_key_env: name of the environment variable holding the API key (read by the backend, never logged).
-        concurrency / request_attempts / timeout: passed to the backend (``request_attempts``: HTTP attempts
-            per request, the first included).
+        concurrency: the most requests in flight (the backend's).
+        request_attempts: HTTP attempts per request, the first included (the backend's).
+        timeout: seconds per attempt (the backend's).
         seed: request seed, recorded with the results.
+
+    Examples:
+        >>> from cerbero_hf import EndpointGenerator, prompt_format
+        >>> generator = EndpointGenerator("http://127.0.0.1:8080", model="cerbero-7b", concurrency=16)
+        >>> chats = [[{"role": "user", "content": "Ciao!"}]]
+        >>> generator.generate(chats, prompt_format("chat"), max_new_tokens=32)  # doctest: +SKIP
+        [{'raw': 'Ciao! Come posso aiutarti?'}]
     """
 
     kind = "endpoint"

@@ -167,7 +167,8 @@ class LanguageChecker:
 
     def check(self, texts: list[str]) -> list[Verdict]:
         pack = self.pack
-        plans, pending = [], []  # per message: (code, [(chars, verdict-or-index)])
+        plans: list[tuple[bool, list]] = []  # per message: (code, [(chars, verdict-or-index)])
+        pending: list[str] = []
         for text in texts:
             prose = text
             if _may_hold_code(text):  # only then is the (slower) code detector worth running
@@ -181,9 +182,9 @@ class LanguageChecker:
             if n_own >= 3 and 4 * n_en <= n_own:
                 plans.append((False, []))
                 continue
-            parts = []
+            parts: list[tuple[int, str | int | None]] = []
             for sent in split_sentences(prose):
-                v = first_pass(sent, pack)
+                v: str | int | None = first_pass(sent, pack)
                 if v is None and self.use_lingua and _WORD.search(sent):
                     pending.append(sent)
                     v = len(pending) - 1

@@ -1,92 +1,40 @@
 """The :class:`Refiner`: a list of rules over a corpus, rejected rows kept, a report, a Hub-layout folder.
 
-Flow (``Refiner.run``):
+Flow (``Refiner.stream``), one chunk of ``chunk_rows`` rows at a time, so memory stays flat however large
+the corpus (only the duplicate rule's message hashes grow, 8 bytes each: :class:`~.rules.duplicates.HashStore`):
 
-1. One batched ``Dataset.map`` (``num_proc`` workers) reads each row from the input shape (``messages``
-   rows, or a Fauno transcript column) and takes each batch through the rules, in list order: a
+1. The chunk is read from the input's Arrow files (:meth:`~.reader.Part.chunks`) and cut into batches of
+   ``batch_size`` rows. Each batch (in ``num_proc`` worker processes) is read from the input shape
+   (``messages`` rows, or a Fauno transcript column) and taken through the rules, in list order: a
    formatter rewrites the rows still kept, a filter marks the ones it rejects with ``rule``/``reason``
    (later rules do not see them). Sequential filters only compute their keys here (message hashes).
 2. Sequential filters (the duplicate-majority rule: the first KEPT copy wins) run afterwards in the main
-   process, in corpus order, over those keys.
-3. Kept rows form the ``default`` config, removed rows the ``rejected`` config; ``kept + rejected == input``.
-   The report has one row per rule name, in the order of the list (:func:`~.rules.default_rules`).
+   process, in corpus order, over those keys; their state carries over from chunk to chunk.
+3. Kept rows are appended to the ``default`` output, removed rows, whichever rule removed them, to the
+   ``rejected`` output with ``rule`` and ``reason``: ``kept + rejected == input``. The report has one row per
+   rule name, in the order of the list (:func:`~.rules.default_rules`).
+
+:meth:`Refiner.run` gives the two outputs as in-memory datasets (a corpus that fits in memory: tests,
+notebooks); :meth:`Refiner.refine_to` (the stage, :func:`refine`) streams them to disk and writes the folder.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from cerbero_hf.errors import InputError
 from cerbero_hf.languages import load_language
-from cerbero_hf.schema import dump_meta, get_meta, row_problem
+from cerbero_hf.schema import COLUMNS, dump_meta
+from cerbero_hf.stages.refine.reader import Part, detect_text_column, load_parts, read_row
 from cerbero_hf.stages.refine.report import Report
-from cerbero_hf.stages.refine.rules import TRANSCRIPT, Formatter, default_rules, report_names, verdict
+from cerbero_hf.stages.refine.rules import Formatter, default_rules, report_names, verdict
 
-TEXT_COLUMNS = ("input", "text", "conversation", "transcript", "chat", "prompt")
-
-
-def detect_text_column(ds, text_column: str | None, file: str | None = None) -> str | None:
-    """``None`` for ``messages`` rows, else the transcript column; InputError when neither fits."""
-    from datasets import Json, List, Value
-
-    cols = ds.column_names
-    if text_column:
-        if text_column not in cols:
-            raise InputError(f"no column {text_column!r} (columns: {', '.join(cols)})", file=file, column=text_column)
-        if ds.features[text_column] != Value("string"):
-            raise InputError(f"transcript column has type {ds.features[text_column]}, expected string",
-                             file=file, column=text_column)
-        return text_column
-    if "messages" in cols:
-        if not isinstance(ds.features["messages"], (List, Json)):
-            raise InputError(f"has type {ds.features['messages']}, expected a list of {{role, content}}",
-                             file=file, column="messages")
-        return None
-    for name in TEXT_COLUMNS:
-        if name in cols:
-            if ds.features[name] != Value("string"):
-                raise InputError(f"transcript column has type {ds.features[name]}, expected string",
-                                 file=file, column=name)
-            return name
-    raise InputError(f"no 'messages' column and no transcript column ({', '.join(TEXT_COLUMNS)}); "
-                     f"columns: {', '.join(cols)}; pass --text-column", file=file, column="messages")
-
-
-def read_row(raw: dict, index: int, text_column: str | None, source: str) -> dict:
-    """One input row in the rules' shape: ``id, messages, source, meta`` (a dict), the transcript, a problem.
-
-    Malformed input is recorded in ``problem`` (rejected by the ``schema`` rule) with its raw value kept in
-    ``meta`` (``raw_meta``, ``raw_messages``, ``raw_text``); a row without an ``id`` gets ``row-<index>``.
-    """
-    rid = raw.get("id")
-    rid = str(rid) if rid not in (None, "") and not isinstance(rid, (list, dict)) else f"row-{index}"
-    src = raw.get("source") if isinstance(raw.get("source"), str) and raw.get("source") else source
-    row = {"id": rid, "messages": [], "source": src or "", "meta": {}, TRANSCRIPT: None, "problem": None,
-           "notes": {}}
-    try:
-        row["meta"] = get_meta(raw)
-        if not isinstance(row["meta"], dict):
-            raise ValueError
-    except (TypeError, ValueError):
-        row["meta"], row["problem"] = {"raw_meta": str(raw.get("meta"))}, "column 'meta': is not a JSON object"
-    if text_column:
-        text = raw.get(text_column)
-        if not isinstance(text, str):
-            row["problem"] = f"column {text_column!r}: not a string"
-        elif row["problem"]:
-            row["meta"]["raw_text"] = text  # rejected before tag repair: keep the transcript
-        else:
-            row[TRANSCRIPT] = text
-    else:
-        problem = row_problem({"id": rid, "messages": raw.get("messages")})
-        if problem:
-            row["problem"] = f"column {problem[0]!r}: {problem[1]}"
-            row["meta"]["raw_messages"] = json.dumps(raw.get("messages"), ensure_ascii=False, default=str)
-        else:
-            row["messages"] = [{"role": m["role"], "content": m["content"]} for m in raw["messages"]]
-    return row
+PARTIAL = ".refine-partial"  # inside the output folder: the streamed rows before the final write
 
 
 class Refiner:
@@ -100,17 +48,28 @@ class Refiner:
         language: pack code or YAML path.
         lang_action: ``flag`` (the paper's choice), ``drop-message`` or ``drop-conversation``.
         text_column: the transcript column (auto-detected when None).
-        num_proc: workers for the parallel rules.
-        batch_size: rows per batch of the parallel map.
+        num_proc: worker processes for the parallel rules.
+        batch_size: rows per batch of the parallel rules.
         use_lingua: False uses only the function-word first pass.
         source: ``source`` value for rows without one.
         rules: the rules, in order (default: :func:`~cerbero_hf.stages.refine.rules.default_rules`);
             sequential filters must come last.
+        chunk_rows: rows read, refined and written at a time (memory grows with it, not with the corpus).
+
+    Examples:
+        >>> from datasets import Dataset
+        >>> from cerbero_hf import Refiner
+        >>> fauno = Dataset.from_list([{"input": "[|Umano|] Ciao, come stai? [|AI|] Bene, grazie!"}, {"input": "[|AI|] Ciao!"}])
+        >>> kept, rejected, report = Refiner("it", use_lingua=False).run(fauno)
+        >>> kept[0]["messages"]
+        [{'role': 'user', 'content': 'Ciao, come stai?'}, {'role': 'assistant', 'content': 'Bene, grazie!'}]
+        >>> rejected[0]["rule"], rejected[0]["reason"]
+        ('turn_order', 'message 0 is assistant, expected user')
     """
 
     def __init__(self, language: str = "it", lang_action: str = "flag", text_column: str | None = None,
                  num_proc: int | None = None, batch_size: int = 500, use_lingua: bool = True, source: str = "",
-                 rules: list | None = None):
+                 rules: list | None = None, chunk_rows: int = 20_000):
         self.pack = load_language(language)
         self.lang_action = lang_action
         self.rules = default_rules(self.pack, lang_action=lang_action, use_lingua=use_lingua) if rules is None \
@@ -119,9 +78,10 @@ class Refiner:
         if any(flags) and not all(flags[flags.index(True):]):
             raise ValueError("sequential filters (e.g. DuplicateMajority) must come after every other rule")
         self.parallel = [r for r, seq in zip(self.rules, flags) if not seq]
-        self.sequential = [r for r, seq in zip(self.rules, flags) if seq]
+        self.sequential: list[Any] = [r for r, seq in zip(self.rules, flags) if seq]  # DuplicateMajority-like
         self.counted = report_names([r for r in self.rules if isinstance(r, Formatter)])
         self.text_column, self.num_proc, self.batch_size, self.source = text_column, num_proc, batch_size, source
+        self.chunk_rows = max(1, int(chunk_rows))
         self.timings: dict[str, float] = {}
 
     @property
@@ -130,11 +90,12 @@ class Refiner:
         return report_names(self.rules)
 
     # -- step 1: the parallel rules -------------------------------------------------------------
-    def process_batch(self, batch: dict, indices: list[int], text_column: str | None) -> dict:
+    def process_batch(self, batch: dict, indices: list[int], text_column: str | None, source: str | None = None) -> dict:
         """Read one batch of input rows and take it through the parallel rules (see the module docstring)."""
         clock = time.perf_counter
         t0 = clock()
-        rows = [read_row({k: batch[k][j] for k in batch}, index, text_column, self.source)
+        source = self.source if source is None else source
+        rows = [read_row({k: batch[k][j] for k in batch}, index, text_column, source)
                 for j, index in enumerate(indices)]
         self._tick("read", clock() - t0)
         rejected: list[tuple[str, str] | None] = [None] * len(rows)
@@ -171,68 +132,130 @@ class Refiner:
             out[f"_n_{name}"] = counts[name]
         return out
 
+    def process_table(self, table, start: int, text_column: str | None, features, source: str | None = None):
+        """:meth:`process_batch` on an Arrow table of input rows (row ``start`` of the corpus first); returns an
+        Arrow table with the output columns and the work columns (``_rule``, ``_reason``, keys, counts)."""
+        import pyarrow as pa
+
+        batch = features.decode_batch(table.to_pydict())
+        out = self.process_batch(batch, list(range(start, start + table.num_rows)), text_column, source)
+        return pa.Table.from_pydict(out, schema=self._work_schema())
+
     def _tick(self, name: str, seconds: float) -> None:
         self.timings[name] = self.timings.get(name, 0.0) + seconds
 
-    def _work_columns(self) -> dict:
-        from datasets import List, Value
+    def _work_schema(self):
+        from datasets import Features, List, Value
 
-        return {"_rule": Value("string"), "_reason": Value("string"),
-                **{f"_key_{i}": List(Value("int64")) for i in range(len(self.sequential))},
-                **{f"_n_{name}": Value("int32") for name in self.counted}}
+        from cerbero_hf.schema import features
+
+        work = features()
+        work.update({"_rule": Value("string"), "_reason": Value("string"),
+                     **{f"_key_{i}": List(Value("int64")) for i in range(len(self.sequential))},
+                     **{f"_n_{name}": Value("int32") for name in self.counted}})
+        return Features(work).arrow_schema
 
     def check_input(self, ds, file: str | None = None) -> str | None:
-        """Raise InputError for an empty dataset or unusable columns; return the transcript column or None."""
+        """Raise InputError for an empty dataset (or :class:`Part`) or unusable columns; return the transcript
+        column or None."""
         if len(ds) == 0:
             raise InputError("empty dataset (0 rows)", file=file)
         return detect_text_column(ds, self.text_column, file)
 
-    # -- the whole run -----------------------------------------------------------------------------
-    def run(self, ds, file: str | None = None):
-        """Refine ``ds``; returns ``(kept, rejected, report)`` (datasets)."""
-        import numpy as np
-        from datasets import Dataset, Features
+    # -- step 2 and 3, chunk by chunk ---------------------------------------------------------------
+    def _finish_chunk(self, done, kept, rejected, removed: Counter, changed: Counter) -> None:
+        """The sequential rules on one processed chunk, then its rows to ``kept`` and ``rejected``."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-        from cerbero_hf.schema import features, rejected_features
-
-        start = time.perf_counter()
-        text_column = self.check_input(ds, file)
-        work = features()
-        work.update(self._work_columns())
-        processed = ds.map(self.process_batch, batched=True, batch_size=self.batch_size, with_indices=True,
-                           fn_kwargs={"text_column": text_column}, remove_columns=ds.column_names,
-                           features=Features(work), num_proc=self.num_proc if (self.num_proc or 1) > 1 else None,
-                           desc="Refining", load_from_cache_file=False)
-        table = processed.data.table
-        rules = table.column("_rule").to_pylist()
-        reasons = table.column("_reason").to_pylist()
+        rules, reasons = done.column("_rule").to_pylist(), done.column("_reason").to_pylist()
         for i, rule in enumerate(self.sequential):  # in corpus order, in this process
             t0 = time.perf_counter()
-            rule.reset()
-            for j, key in enumerate(table.column(f"_key_{i}").to_pylist()):
-                if rules[j] is None:
-                    reason = verdict(rule, rule.decide(key))
-                    if reason is not None:
-                        rules[j], reasons[j] = rule.name, reason
+            keys = done.column(f"_key_{i}").to_pylist()
+            live = [j for j, r in enumerate(rules) if r is None]
+            for j, result in zip(live, rule.decide_many([keys[j] for j in live])):
+                reason = verdict(rule, result)
+                if reason is not None:
+                    rules[j], reasons[j] = rule.name, reason
             self._tick(rule.name, time.perf_counter() - t0)
-        report = Report(input_rows=len(ds), language=self.pack.code, lang_action=self.lang_action,
-                        rules=self.names, changes={r.name: r.changes for r in self.rules if isinstance(r, Formatter)})
-        for name in self.names:
-            n = sum(r == name for r in rules)
-            if n:
-                report.removed[name] = n
+        removed.update(r for r in rules if r is not None)
         for name in self.counted:
-            report.changed[name] = int(np.asarray(table.column(f"_n_{name}")).sum())
-        mask = np.array([r is None for r in rules], dtype=bool)
-        drop = list(self._work_columns())
-        kept = processed.select(np.flatnonzero(mask)).remove_columns(drop).cast(features())
-        rej = processed.select(np.flatnonzero(~mask)).remove_columns(drop)
-        rej = rej.add_column("rule", [r for r in rules if r is not None])
-        rej = rej.add_column("reason", [reasons[i] for i in np.flatnonzero(~mask)])
-        rej = rej.cast(rejected_features()) if len(rej) else Dataset.from_dict(  # cast skips empty datasets
-            {k: [] for k in rejected_features()}, features=rejected_features())
+            changed[name] += pc.sum(done.column(f"_n_{name}")).as_py() or 0
+        keep = pa.array([r is None for r in rules])
+        rows = done.select(list(COLUMNS))
+        kept.write(rows.filter(keep).cast(kept.schema))
+        out = rows.filter(pc.invert(keep))
+        out = out.append_column("rule", pa.array([r for r in rules if r is not None], pa.string()))
+        out = out.append_column("reason", pa.array([x for r, x in zip(rules, reasons) if r is not None], pa.string()))
+        rejected.write(out.cast(rejected.schema))
+
+    def stream(self, parts: list[Part], kept, rejected) -> Report:
+        """Refine ``parts`` (one corpus, in order) chunk by chunk into the sinks ``kept`` and ``rejected``
+        (objects with ``write(pyarrow.Table)`` and ``schema``); returns the report."""
+        import pyarrow as pa
+        from datasets.utils import tqdm as hf_tqdm
+
+        from cerbero_hf.stages.refine.stream import Workers
+
+        start = time.perf_counter()
+        columns = [self.check_input(part, part.file) for part in parts]
+        report = Report(input_rows=sum(len(part) for part in parts), language=self.pack.code,
+                        lang_action=self.lang_action, rules=self.names,
+                        changes={r.name: r.changes for r in self.rules if isinstance(r, Formatter)})
+        removed, changed, offset = Counter[str](), Counter[str](), 0
+        for rule in self.sequential:
+            rule.reset()
+        with Workers(self, self.num_proc) as workers, \
+                hf_tqdm(total=report.input_rows, desc="Refining", unit=" examples") as bar:
+            for part, text_column in zip(parts, columns):
+                for chunk in part.chunks(self.chunk_rows):
+                    tasks = [(chunk.slice(i, self.batch_size), offset + i, text_column, part.features, part.source)
+                             for i in range(0, chunk.num_rows, self.batch_size)]
+                    self._finish_chunk(pa.concat_tables(workers.map(tasks)), kept, rejected, removed, changed)
+                    offset += chunk.num_rows
+                    bar.update(chunk.num_rows)
+        for rule in self.sequential:  # their state (the hashes of kept messages) is done with: free it
+            rule.reset()
+        report.removed = {name: removed[name] for name in self.names if removed[name]}
+        report.changed = {name: changed[name] for name in self.counted}
         report.seconds = time.perf_counter() - start
-        return kept, rej, report
+        return report
+
+    # -- the whole run -----------------------------------------------------------------------------
+    def run(self, ds, file: str | None = None):
+        """Refine ``ds`` in memory; returns ``(kept, rejected, report)`` (datasets)."""
+        from cerbero_hf.schema import features, rejected_features
+        from cerbero_hf.stages.refine.stream import TableSink
+
+        kept, rejected = TableSink(features().arrow_schema), TableSink(rejected_features().arrow_schema)
+        report = self.stream([Part(ds, self.source, file)], kept, rejected)
+        return kept.dataset(), rejected.dataset(), report
+
+    def refine_to(self, parts: list[Part], out, *, license: str = "unknown", on_event=None) -> Report:
+        """Refine ``parts`` streaming their rows to disk (``out/.refine-partial/``, removed at the end) and write
+        the Hub-layout folder ``out`` (:meth:`write`). ``on_event("writing", {kept, rejected})`` comes before the
+        final write."""
+        from cerbero_hf.schema import features, rejected_features
+        from cerbero_hf.stages.refine.stream import FileSink
+
+        for part in parts:  # bad input fails before anything is written
+            self.check_input(part, part.file)
+        work = Path(out) / PARTIAL
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            kept = FileSink(work / "kept.arrow", features().arrow_schema)
+            rejected = FileSink(work / "rejected.arrow", rejected_features().arrow_schema)
+            try:
+                report = self.stream(parts, kept, rejected)
+            finally:
+                kept.close()
+                rejected.close()
+            if on_event is not None:
+                on_event("writing", {"kept": kept.rows, "rejected": rejected.rows})
+            self.write(out, kept.dataset(), rejected.dataset(), report, license=license)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return report
 
     def write(self, out, kept, rejected, report: Report, license: str = "unknown", title: str | None = None):
         """Write the Hub-layout folder: ``default`` (kept), ``rejected``, README card with the report."""
@@ -253,35 +276,15 @@ class Refiner:
         return Path(out)
 
 
-def load_inputs(inputs: list[str]):
-    """Load and concatenate ``inputs`` (anything ``io.load_table`` reads); returns ``(dataset, source)``.
-
-    ``source``: the input's name (file stem or Hub dataset name) for rows without one. With several inputs,
-    each one's rows without a ``source`` column get that input's name as a column.
-    """
-    from cerbero_hf.io import load_table
-
-    names = [Path(str(spec)).stem for spec in inputs]
-    tables = [load_table(spec) for spec in inputs]
-    if len(tables) == 1:
-        return tables[0], names[0]
-    from datasets import concatenate_datasets
-
-    tables = [t if "source" in t.column_names else t.add_column("source", [name] * len(t))
-              for t, name in zip(tables, names)]
-    try:
-        return concatenate_datasets(tables), ""
-    except ValueError as err:
-        raise InputError(f"cannot refine these inputs together: {str(err).splitlines()[0]}",
-                         file=", ".join(map(str, inputs))) from None
-
-
 def refine(input, output, *, language: str = "it", lang_action: str = "flag", text_column: str | None = None,
            num_proc: int | None = None, license: str = "unknown", use_lingua: bool = True) -> Report:
-    """Load ``input`` (anything ``io.load_table`` reads), refine it and write ``output``; returns the report."""
-    ds, source = load_inputs([input])
+    """Load ``input`` (anything ``io.load_table`` reads), refine it and write ``output``; returns the report.
+
+    Examples:
+        >>> from cerbero_hf import refine
+        >>> report = refine("andreabac3/Quora-Italian-Fauno-Baize", "out/quora", lang_action="drop-message")  # doctest: +SKIP
+    """
+    parts = load_parts([input])
     refiner = Refiner(language, lang_action=lang_action, text_column=text_column, num_proc=num_proc,
-                      use_lingua=use_lingua, source=source)
-    kept, rejected, report = refiner.run(ds, file=str(input))
-    refiner.write(output, kept, rejected, report, license=license)
-    return report
+                      use_lingua=use_lingua, source=parts[0].source)
+    return refiner.refine_to(parts, output, license=license)

@@ -1,9 +1,10 @@
 """The ``refine`` stage: existing Fauno-style corpora -> one refined corpus (paper §3.1).
 
 Config: :class:`RefineConfig` (recipe section ``refine``, CLI ``cerbero-hf refine INPUT OUTPUT``).
-Input: ``config.inputs`` (files, folders or Hub ids, refined together), rows in ``messages`` form or one
-Fauno transcript column. Output: a Hub-layout folder with configs ``default`` (kept conversations, columns
-``id, messages, source, meta``) and ``rejected`` (removed ones, plus ``rule`` and ``reason``), and
+Input: ``config.inputs`` (files, folders or Hub ids, refined together as one corpus, in order, streamed in
+chunks), rows in ``messages`` form or one Fauno transcript column. Output: a Hub-layout folder with configs
+``default`` (kept conversations, columns ``id, messages, source, meta``) and ``rejected`` (every removed one,
+whichever rule removed it, plus ``rule`` and ``reason``: kept + rejected = input rows), and
 ``refine_report.json`` (the report: per rule, conversations removed and messages changed).
 """
 
@@ -23,7 +24,16 @@ FAUNO = ["andreabac3/Quora-Italian-Fauno-Baize", "andreabac3/StackOverflow-Itali
 
 @dataclass
 class RefineConfig(Config):
-    """Which corpora to refine, and how."""
+    """Which corpora to refine, and how.
+
+    Examples:
+        >>> from cerbero_hf import RefineConfig
+        >>> RefineConfig().inputs[0]  # the three Fauno corpora by default
+        'andreabac3/Quora-Italian-Fauno-Baize'
+        >>> RefineConfig(inputs=["fauno.jsonl"], lang_action="drop")
+        Traceback (most recent call last):
+        cerbero_hf.errors.InputError: column 'refine.lang_action': refine.lang_action must be flag, drop-message or ...
+    """
 
     SECTION = "refine"
     inputs: list[str] = setting(help="Corpora refined together: files, folders or Hub dataset ids.",
@@ -64,24 +74,25 @@ def _event(ctx: Context, name: str, **stats) -> None:
 
 @writes_output(lambda config, ctx: config.inputs)
 def run_refine(config: RefineConfig, ctx: Context) -> RefineResult:
-    """Load ``config.inputs`` (concatenated), run every rule and write the Hub-layout folder ``ctx.output``.
+    """Load ``config.inputs`` (refined as one corpus, in order), run every rule and write the Hub-layout folder
+    ``ctx.output``. The rows are streamed in chunks, so memory does not grow with the corpus.
 
     Events for a console (``ctx.on_event``): ``loading`` (inputs), ``refining`` (rows; the datasets progress
     bar "Refining" follows), ``writing`` (kept, rejected).
     """
-    from cerbero_hf.stages.refine.refiner import Refiner, load_inputs
+    from cerbero_hf.stages.refine.reader import load_parts
+    from cerbero_hf.stages.refine.refiner import Refiner
 
-    file = ", ".join(config.inputs)
-    _event(ctx, "loading", inputs=file)
-    ds, source = load_inputs(config.inputs)
+    _event(ctx, "loading", inputs=", ".join(config.inputs))
+    parts = load_parts(config.inputs)
     refiner = Refiner(config.language, lang_action=config.lang_action, text_column=config.text_column,
-                      num_proc=config.num_proc, use_lingua=config.use_lingua, source=source)
-    refiner.check_input(ds, file=file)
-    _event(ctx, "refining", rows=len(ds))
-    kept, rejected, report = refiner.run(ds, file=file)
-    _event(ctx, "writing", kept=len(kept), rejected=len(rejected))
-    refiner.write(ctx.output, kept, rejected, report, license=config.license)
-    return RefineResult(input=report.input_rows, kept=report.kept, rejected=len(rejected),
+                      num_proc=config.num_proc, use_lingua=config.use_lingua)
+    for part in parts:
+        refiner.check_input(part, file=part.file)
+    _event(ctx, "refining", rows=sum(len(part) for part in parts))
+    report = refiner.refine_to(parts, ctx.output, license=config.license,
+                               on_event=lambda name, stats: _event(ctx, name, **stats))
+    return RefineResult(input=report.input_rows, kept=report.kept, rejected=report.input_rows - report.kept,
                         removed={rule: removed for rule, removed, _ in report.rows()},
                         changed=dict(report.changed), refined=str(ctx.output))
 

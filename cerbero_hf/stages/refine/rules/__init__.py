@@ -50,6 +50,11 @@ def default_rules(language: LanguagePack | str = "it", *, lang_action: str = "fl
         language: pack code or :class:`LanguagePack` (tags, header, language check).
         lang_action: ``flag``, ``drop-message`` or ``drop-conversation``.
         use_lingua: False: the language check's first pass only.
+
+    Examples:
+        >>> from cerbero_hf import default_rules
+        >>> [rule.name for rule in default_rules("it")]
+        ['schema', 'tag_repair', 'empty', 'system_prompt', 'turn_order', 'turn_order', 'language', 'language', 'duplicates']
     """
     return [
         Schema(),

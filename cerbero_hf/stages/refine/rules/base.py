@@ -10,8 +10,8 @@ Fauno row is under ``transcript`` and ``notes`` carries facts from one rule to a
   ``meta["refine"][rule.name] = n_changed``.
 * :class:`Filter`: ``filter(row) -> True | (False, reason)``. Alone: ``ds.filter(rule)``.
 * :class:`SequentialFilter`: a filter that must see the rows in corpus order in one process (state such as
-  the messages already seen). ``key(row)`` runs in the parallel workers, ``decide(key)`` in order in the main
-  process; the Refiner runs these after every other rule.
+  the messages already seen). ``key(row)`` runs in the parallel workers, ``decide(key)`` (``decide_many(keys)``
+  for a chunk of rows) in order in the main process; the Refiner runs these after every other rule.
 
 A rule's ``name`` is its row in the refinement report; a formatter and a filter may share one (the
 trailing-turn trim and the turn-order check are both ``turn_order``).
@@ -101,6 +101,10 @@ class SequentialFilter(Filter):
 
     def decide(self, key: list[int]) -> bool | tuple[bool, str]:
         raise NotImplementedError
+
+    def decide_many(self, keys: list[list[int]]) -> list:
+        """:meth:`decide` on the keys of many rows, in corpus order (the Refiner calls it once per chunk)."""
+        return [self.decide(key) for key in keys]
 
     def reset(self) -> None:
         """Forget the rows seen so far (the Refiner calls it at the start of each run)."""

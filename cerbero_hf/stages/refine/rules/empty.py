@@ -9,6 +9,11 @@ class EmptyConversation(Filter):
     """Remove conversations with no user or assistant message holding text.
 
     Input column: ``messages``. Output: keep or ``(False, reason)``. Alone: ``ds.filter(EmptyConversation())``.
+
+    Examples:
+        >>> from cerbero_hf import EmptyConversation
+        >>> EmptyConversation().filter({"messages": [{"role": "user", "content": " "}]})
+        (False, 'no user or assistant text (1 messages)')
     """
 
     name = "empty"

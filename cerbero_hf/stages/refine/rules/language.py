@@ -34,6 +34,12 @@ class LanguageCheck(Formatter):
         action: ``flag`` (the paper's choice: nothing removed), ``drop-message`` or ``drop-conversation``.
         threshold: English share above which a message is foreign (0.5).
         use_lingua: False: first pass only (uncertain sentences count as the pack language).
+
+    Examples:
+        >>> from cerbero_hf import LanguageCheck
+        >>> LanguageCheck("it", use_lingua=False).verdicts([[{"role": "user", "content": "Come si fa una torta di mele?"},
+        ...     {"role": "assistant", "content": "You need apples, flour and sugar, then bake it."}]])
+        [[False, True]]
     """
 
     name = "language"
@@ -86,6 +92,13 @@ class ForeignLanguage(Filter):
 
     Args:
         action: the :class:`LanguageCheck` action.
+
+    Examples:
+        >>> from cerbero_hf import ForeignLanguage
+        >>> row = {"messages": [{"role": "user", "content": "Ciao?"}, {"role": "assistant", "content": "Hi!"}],
+        ...        "meta": {"foreign_language": [False, True]}}
+        >>> ForeignLanguage("flag").filter(row), ForeignLanguage("drop-conversation").filter(row)
+        (True, (False, '1 of 2 messages detected as another language'))
     """
 
     name = "language"

@@ -12,6 +12,11 @@ class Schema(Filter):
     The Refiner's reader records the problem in ``row["problem"]`` (and keeps the raw value in ``meta``:
     ``raw_messages``, ``raw_meta`` or ``raw_text``, so nothing is lost); this rule turns it into a rejection.
     Input: ``problem``. Output: keep or ``(False, reason)``.
+
+    Examples:
+        >>> from cerbero_hf import Schema
+        >>> Schema().filter({"problem": "messages is a string, not a list"})
+        (False, 'messages is a string, not a list')
     """
 
     name = "schema"

@@ -10,6 +10,12 @@ class SystemPrompts(Formatter):
 
     Input/output column: ``messages``; ``meta["refine"]["system_prompt"]``: messages removed.
     Alone: ``ds.map(SystemPrompts())``.
+
+    Examples:
+        >>> from cerbero_hf import SystemPrompts
+        >>> SystemPrompts().format([{"role": "system", "content": "La conversazione tra umano e assistente AI."},
+        ...                         {"role": "user", "content": "Ciao?"}])  # (messages, how many removed)
+        ([{'role': 'user', 'content': 'Ciao?'}], 1)
     """
 
     name = "system_prompt"

@@ -17,6 +17,11 @@ class TagRepair(Formatter):
     Args:
         language: pack code or :class:`LanguagePack` (tags, header, translated tag words).
         text_column: the transcript column.
+
+    Examples:
+        >>> from cerbero_hf import TagRepair
+        >>> TagRepair("it").parse("[|Umano|] Ciao, come stai? [| AI |] Bene, grazie!")  # (messages, tags repaired)
+        ([{'role': 'user', 'content': 'Ciao, come stai?'}, {'role': 'assistant', 'content': 'Bene, grazie!'}], 1)
     """
 
     name = "tag_repair"

@@ -12,6 +12,12 @@ class TrailingUserTurns(Formatter):
     Input/output column: ``messages``; ``meta["refine"]["turn_order"]``: non-empty user turns trimmed.
     Run it after :class:`~cerbero_hf.stages.refine.rules.system_prompts.SystemPrompts`, before :class:`TurnOrder`.
     Alone: ``ds.map(TrailingUserTurns())``.
+
+    Examples:
+        >>> from cerbero_hf import TrailingUserTurns
+        >>> TrailingUserTurns().format([{"role": "user", "content": "Ciao?"}, {"role": "assistant", "content": "Ciao!"},
+        ...                             {"role": "user", "content": ""}])  # an empty trailing tag: trimmed, not counted
+        ([{'role': 'user', 'content': 'Ciao?'}, {'role': 'assistant', 'content': 'Ciao!'}], 0)
     """
 
     name = "turn_order"
@@ -31,6 +37,11 @@ class TurnOrder(Filter):
 
     A trailing user turn is allowed here: :class:`TrailingUserTurns` (run before) trims it. Input column:
     ``messages``. Output: keep or ``(False, reason)``. Alone: ``ds.filter(TurnOrder())``.
+
+    Examples:
+        >>> from cerbero_hf import TurnOrder
+        >>> TurnOrder().filter({"messages": [{"role": "assistant", "content": "Ciao!"}]})
+        (False, 'message 0 is assistant, expected user')
     """
 
     name = "turn_order"
