@@ -24,11 +24,11 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from cerbero_hf.redact import is_secret_key
+from cerbero_hf.report.card_figures import FUNNEL, HISTOGRAM, card_images, nll_histogram  # noqa: F401 - re-exported
 
-HISTOGRAM = "images/nll_histogram.png"
 TITLE = ("Cerbero-7B: A Leap Forward in Language-Specific LLMs Through Enhanced Chat Corpus Generation and "
          "Evaluation")
 CITATION = """@article{galatolo2023cerbero,
@@ -92,29 +92,6 @@ def flatten(params: dict, prefix: str = "") -> list[tuple[str, Any]]:
         else:
             rows.append((name, json.dumps(value, ensure_ascii=False) if isinstance(value, (list, tuple)) else value))
     return rows
-
-
-def nll_histogram(values, path: Path, threshold: float | None = 2.0, bins: int = 40) -> Path:
-    """Write a density histogram of per-message NLL (the paper's Fig. 4: x = NLL, 0–5) as a PNG (needs the
-    ``plot`` extra: matplotlib)."""
-    from cerbero_hf.errors import require
-
-    matplotlib = require("matplotlib", "plot", "the NLL histogram")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-    ax.hist([float(v) for v in values], bins=bins, density=True, color="#4477aa")
-    if threshold is not None:
-        ax.axvline(threshold, color="#cc3311", linestyle="--", label=f"threshold {threshold:g}")
-        ax.legend()
-    ax.set_xlabel("MLM NLL per token")
-    ax.set_ylabel("density")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def _files(folder: Path, entry: dict) -> list[Path]:
@@ -221,8 +198,8 @@ def table(columns: list[str], rows, *, right: tuple[str, ...] = ()) -> str:
     return "\n".join([head, rule, *("| " + " | ".join(str(v) for v in row) + " |" for row in rows)])
 
 
-def stage_body(title: str, description: str, *, configs: list[tuple[str, str]] = (),
-               sections: list[tuple[str, str]] = (), command: str | None = None) -> str:
+def stage_body(title: str, description: str, *, configs: Sequence[tuple[str, str]] = (),
+               sections: Sequence[tuple[str, str]] = (), command: str | None = None) -> str:
     """The Markdown body of a stage output folder's card (template ``stage``), for ``io.save_hub_folder``.
 
     Args:
@@ -251,9 +228,10 @@ def dataset_card(folder, *, template: str | Path = "generated_corpus", repo_id: 
         recipe: the recipe section that produced the data (nested dicts are flattened; secrets dropped).
         models: ``{role: "model_id@revision"}`` (e.g. generator, embedder, mlm).
         thresholds, seeds: numbers shown with the parameters.
-        stage_counts: ``{stage: rows}`` in pipeline order (seeds, generated, rejected by similarity, ...).
+        stage_counts: ``{stage: rows}`` in pipeline order (seeds, generated, rejected by similarity, ...); also
+            drawn as ``images/funnel.png``.
         nll: per-message NLL values; when given, ``images/nll_histogram.png`` is written and shown (without
-            matplotlib, the ``plot`` extra, the card is rendered without it and a note goes to stderr).
+            matplotlib, the ``plot`` extra, the card has no image and a note goes to stderr).
 
     Returns:
         The ``huggingface_hub.DatasetCard``.
@@ -265,18 +243,7 @@ def dataset_card(folder, *, template: str | Path = "generated_corpus", repo_id: 
     configs = written.get("configs") or []
     counts = _row_counts(folder, configs)
     default_rows = counts.get("default", sum(counts.values()))
-    histogram = None
-    if nll is not None and len(nll):
-        from cerbero_hf.errors import has_module, missing_extra
-
-        if has_module("matplotlib"):
-            nll_histogram(nll, folder / HISTOGRAM, nll_threshold)
-            histogram = HISTOGRAM
-        else:
-            import sys
-
-            print(f"note: the card of {folder.name} has no NLL histogram ({missing_extra('matplotlib', 'plot')})",
-                  file=sys.stderr)
+    images = card_images(folder, nll=nll, nll_threshold=nll_threshold, stage_counts=stage_counts)
     repo_id = repo_id or f"<user>/{folder.name}"
     params = flatten({"recipe": recipe or {}, "thresholds": thresholds or {}, "seeds": seeds or {}})
     data = DatasetCardData(
@@ -289,7 +256,8 @@ def dataset_card(folder, *, template: str | Path = "generated_corpus", repo_id: 
         template, data, repo_id=repo_id,
         pretty_name=pretty_name or folder.name, language_name=language_name, counts=counts,
         stage_counts=list((stage_counts or {}).items()), models=list((models or {}).items()), params=params,
-        histogram=histogram, example=_example(folder, configs) if configs else "{}",
+        histogram=images.get("histogram"), funnel=images.get("funnel"),
+        example=_example(folder, configs) if configs else "{}",
         has_rejected="rejected" in counts, citation=CITATION)
     if save:
         card.save(str(folder / "README.md"))

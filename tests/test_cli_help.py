@@ -30,7 +30,7 @@ ALL = ["", *COMMANDS]  # "": the bare ``cerbero-hf --help``
 # command -> its positional arguments as the usage line shows them (the CLI's documented surface)
 POSITIONALS = {"seeds": "INPUT OUTPUT", "generate": "SEEDS OUTPUT", "refine": "INPUT OUTPUT",
                "score": "INPUT OUTPUT | FOLDER...", "evaluate": "MODEL", "publish": "REPO_ID PATH", "run": "RECIPE",
-               "demo": ""}
+               "demo": "", "report": "RUN_DIR"}
 # the flags the issue names, each of which must list its values and refuse others
 CHOICE_FLAGS = {"generate": ["--mode", "--index"], "score": ["--policy"], "refine": ["--lang-action"],
                 "publish": ["--repo-type"]}

@@ -42,3 +42,7 @@ def register(app) -> None:
         for path in (output / "run" / "manifest.json", output / "run", output / "hub"):
             out.print(f"  {path}", soft_wrap=True, highlight=False)
         out.print(f"Total: {time.time() - start:.1f} s")
+        from cerbero_hf.cli.report import write_after_run  # the run's page, its path printed last
+
+        write_after_run(manifest.path.parent, ["cerbero-hf", "demo", "--output", str(output),
+                                               *(["--force"] if force else [])], console=out)

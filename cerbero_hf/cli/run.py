@@ -77,3 +77,9 @@ def register(app) -> None:
                                   on_event=shown.on_event)
         print_manifest(manifest, statuses=shown.statuses)
         Console(stderr=True).print(f"Manifest (outputs, full counts): {manifest.path}", soft_wrap=True, highlight=False)
+        from cerbero_hf.cli.report import write_after_run  # the run's page, its path printed last
+
+        command = ["cerbero-hf", "run", recipe, *(["--only", only] if only else []),
+                   *[arg for value in set_ or [] for arg in ("--set", value)], *(["--force"] if force else []),
+                   *(["--overwrite"] if overwrite else [])]
+        write_after_run(manifest.path.parent, command)

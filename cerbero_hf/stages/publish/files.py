@@ -10,7 +10,7 @@ What is uploaded, by kind (paths relative to the folder; ``*`` stays within one 
 
 - dataset (``io.save_hub_folder`` + ``cards.dataset_card`` output): ``README.md``, the data files of the
   configs its README declares (``configs: ... data_files``; an unannounced, empty config is not), the card's
-  ``images/nll_histogram.png`` and the refine stage's ``refine_report.json``;
+  ``images/nll_histogram.png`` and ``images/funnel.png``, and the refine stage's ``refine_report.json``;
 - model (``save_pretrained`` output, the train stage's card and record, a LoRA adapter): :data:`MODEL_FILES`
   (``config.json``, ``*.safetensors``, the tokenizer files, ``chat_template.jinja``, ``cerbero_train.json``,
   ``results.json``, ``adapter_*`` ...), and the training state only with ``include_training_state``;
@@ -29,13 +29,13 @@ import fnmatch
 import os
 from pathlib import Path
 
-from cerbero_hf.cards import HISTOGRAM
+from cerbero_hf.cards import FUNNEL, HISTOGRAM
 from cerbero_hf.errors import InputError
 from cerbero_hf.stages.publish.training_state import is_training_state
 
 SKIP_DIRS = {".git", ".cache", "__pycache__", ".ipynb_checkpoints", ".huggingface"}
 SKIP_SUFFIXES = (".pyc", ".lock", ".incomplete")
-DATASET_FILES = ("README.md", HISTOGRAM, "refine_report.json")
+DATASET_FILES = ("README.md", HISTOGRAM, FUNNEL, "refine_report.json")
 MODEL_FILES = (
     "README.md", "config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json",
     "pytorch_model*.bin", "pytorch_model.bin.index.json", "adapter_config.json", "adapter_model.bin",
