@@ -14,7 +14,7 @@ LOWEST_VENV := build/venv-lowest
 LOWEST_TESTS ?= $(filter-out tests/test_packaging.py,$(wildcard tests/test_*.py)) tests/stages/seeds \
 	tests/stages/refine tests/stages/quality tests/stages/train
 
-.PHONY: demo test check install clean bench lowest
+.PHONY: demo test check install clean bench lowest docs
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,11 +30,20 @@ demo: $(STAMP)
 # The whole suite in two worker processes (CONTRIBUTING.md); the 15 slowest tests are listed at the end.
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy cerbero_hf
+	$(MAKE) --no-print-directory docs
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
 
-# The edit-test loop: ruff and the fast tests (no servers, Ray, training runs or end-to-end paths).
+# The site (build/site, mkdocs.yml): docs/ as the guides, README.md as the home page and the API reference rendered
+# from the docstrings. --strict: a broken link, anchor or cross-reference, a docstring that does not parse, or a
+# public name without a docstring fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d build/site
+
+# The edit-test loop: ruff, mypy and the fast tests (no servers, Ray, training runs or end-to-end paths).
 check: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy cerbero_hf
 	$(BIN)/python -m pytest -q -n 2 -m "not slow and not network_local" --durations=5
 
 lowest:
@@ -46,4 +55,4 @@ lowest:
 	$(LOWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider $(LOWEST_TESTS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache build *.egg-info

@@ -29,14 +29,14 @@ _PUBLIC = {
     "EngineConfig": "cerbero_hf.engine",
     "load_table": "cerbero_hf.io",
     "save_hub_folder": "cerbero_hf.hub_folder",
-    "load_config": "cerbero_hf.hub_folder",
+    "load_config": "cerbero_hf.io",
     # seeds
     "SeedsConfig": "cerbero_hf.stages.seeds.stage",
     "build_seeds": "cerbero_hf.stages.seeds.oasst",
     "seeds_from_oasst": "cerbero_hf.stages.seeds.oasst",
     "write_seeds": "cerbero_hf.stages.seeds.oasst",
     # self-chat generation
-    "GenerateConfig": "cerbero_hf.stages.generate.stage",
+    "GenerateConfig": "cerbero_hf.stages.generate.config",
     "SelfChat": "cerbero_hf.stages.generate.selfchat",
     "EndpointBackend": "cerbero_hf.stages.generate.backends.endpoint",
     "LocalBackend": "cerbero_hf.stages.generate.backends.local",
@@ -80,6 +80,8 @@ _PUBLIC = {
     "publish_dataset": "cerbero_hf.stages.publish.hub",
     "publish_model": "cerbero_hf.stages.publish.hub",
     "publish_metric": "cerbero_hf.stages.publish.hub",
+    # the run report (the package cerbero_hf.report is itself the callable)
+    "report": "cerbero_hf.report",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]
@@ -112,10 +114,11 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load lazily above
     from cerbero_hf.engine import EngineConfig  # noqa: F401
     from cerbero_hf.errors import InputError  # noqa: F401
-    from cerbero_hf.hub_folder import load_config, save_hub_folder  # noqa: F401
-    from cerbero_hf.io import load_table  # noqa: F401
+    from cerbero_hf.hub_folder import save_hub_folder  # noqa: F401
+    from cerbero_hf.io import load_config, load_table  # noqa: F401
     from cerbero_hf.languages import LanguagePack, load_language  # noqa: F401
     from cerbero_hf.recipe import load_recipe, run_recipe  # noqa: F401
+    from cerbero_hf.report import report  # noqa: F401
     from cerbero_hf.stages.evaluate.generators import EndpointGenerator, LocalGenerator  # noqa: F401
     from cerbero_hf.stages.evaluate.prompts import prompt_format  # noqa: F401
     from cerbero_hf.stages.evaluate.runner import card_scores, evaluate_tasks  # noqa: F401
@@ -123,9 +126,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from cerbero_hf.stages.evaluate.tasks import TaskConfig, evaluation_settings, task_configs  # noqa: F401
     from cerbero_hf.stages.generate.backends.endpoint import EndpointBackend  # noqa: F401
     from cerbero_hf.stages.generate.backends.local import LocalBackend  # noqa: F401
+    from cerbero_hf.stages.generate.config import GenerateConfig  # noqa: F401
     from cerbero_hf.stages.generate.corpus import seed_messages  # noqa: F401
     from cerbero_hf.stages.generate.selfchat import SelfChat  # noqa: F401
-    from cerbero_hf.stages.generate.stage import GenerateConfig  # noqa: F401
     from cerbero_hf.stages.generate.store import EmbeddingStore  # noqa: F401
     from cerbero_hf.stages.publish.hub import publish_dataset, publish_metric, publish_model  # noqa: F401
     from cerbero_hf.stages.publish.stage import PublishConfig  # noqa: F401

@@ -54,6 +54,8 @@ class Config:
     """Base of every stage config: checks each field's declared choices and ranges after construction."""
 
     SECTION: ClassVar[str] = ""
+    # set by @dataclass on every subclass; declared here so type checkers know a Config is a dataclass
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def __post_init__(self) -> None:
         check(self)
@@ -186,8 +188,8 @@ def field_specs(cls) -> list[dict]:
     for f in dataclasses.fields(cls):
         if f.default is not MISSING:
             default = f.default
-        elif f.default_factory is not MISSING:  # type: ignore[misc]
-            default = f.default_factory()  # type: ignore[misc]
+        elif f.default_factory is not MISSING:
+            default = f.default_factory()
         else:
             default = MISSING
         specs.append({"name": f.name, "type": hints[f.name], "default": default, "help": f.metadata.get("help", ""),

@@ -27,6 +27,7 @@ import contextlib
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from cerbero_hf.config import Config, key_of, setting
 from cerbero_hf.errors import InputError
@@ -38,7 +39,16 @@ RESERVED_CPUS = 1.0
 
 @dataclass
 class EngineConfig(Config):
-    """The engine of the ``score`` and ``generate`` stages, and the size of a Ray actor pool."""
+    """The engine of the ``score`` and ``generate`` stages, and the size of a Ray actor pool.
+
+    Examples:
+        >>> from cerbero_hf import EngineConfig
+        >>> EngineConfig(kind="ray", workers=4).ray
+        True
+        >>> EngineConfig(kind="spark")
+        Traceback (most recent call last):
+        cerbero_hf.errors.InputError: column 'engine.kind': engine.kind must be local or ray, got 'spark'
+    """
 
     SECTION = "engine"
     kind: str = setting("local", choices=ENGINES, flag="--engine",
@@ -149,7 +159,7 @@ def ray_session(config: EngineConfig):
         # no usage report. (Ray's dashboard process still asks the cloud metadata servers once at start-up:
         # see docs/deployment.md, "Beyond one machine: Ray".)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         if address == "local":
             # no idle workers started ahead for the driver: actors start their own (saves ~170 MB and a second)
             kwargs.update(num_cpus=config.num_cpus or os.cpu_count() or 1,

@@ -7,6 +7,11 @@ class InputError(Exception):
     """Bad user input: names the file, and where known the row and column.
 
     ``str(err)`` is the one-line message the CLI prints.
+
+    Examples:
+        >>> from cerbero_hf import InputError
+        >>> str(InputError("not a JSON object", file="corpus.jsonl", row=3))
+        'file corpus.jsonl, row 3: not a JSON object'
     """
 
     def __init__(self, message: str, *, file: str | None = None, row: int | None = None, column: str | None = None):

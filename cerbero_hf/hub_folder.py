@@ -8,8 +8,9 @@ Empty configs. ``datasets`` cannot load a split with zero rows (``load_dataset``
 corresponds to no data``, however the file is written; huggingface/datasets#8401 is open). So a config with
 no rows is still written, as a zero-row parquet file with its schema, but the README only announces it when
 it is ``default`` (announcing nothing would make ``load_dataset(out)`` fall back to another config's rows):
-every other announced config loads. :func:`load_config` reads any config of such a folder, empty ones
-included, and :func:`load_calls` gives the ``load_dataset`` calls that work on it (what the CLI prints).
+every other announced config loads. :func:`cerbero_hf.io.load_config` reads any config of such a folder,
+empty ones included, and :func:`load_calls` gives the ``load_dataset`` calls that work on it (what the CLI
+prints). Reading stays in :mod:`cerbero_hf.io`, which imports this module (never the other way round).
 """
 
 from __future__ import annotations
@@ -74,6 +75,15 @@ def save_hub_folder(out: str | os.PathLike, configs: dict, *, card_data: dict | 
     ``body`` is the Markdown below it (:func:`cerbero_hf.cards.stage_body` renders a stage's). A config with no
     rows is written (zero-row parquet with its schema) but announced only when it is ``default`` (module
     docstring).
+
+    Examples:
+        >>> from datasets import Dataset
+        >>> from cerbero_hf import load_config, save_hub_folder
+        >>> rows = Dataset.from_list([{"id": "a", "text": "Ciao"}])
+        >>> save_hub_folder("out/corpus", {"default": rows, "rejected": rows.select([])}).name
+        'corpus'
+        >>> load_config("out/corpus").num_rows, load_config("out/corpus", "rejected").num_rows
+        (1, 0)
     """
     from huggingface_hub import DatasetCardData
 
@@ -88,7 +98,7 @@ def save_hub_folder(out: str | os.PathLike, configs: dict, *, card_data: dict | 
             old.unlink()
         ds.to_parquet(str(d / "train-00000-of-00001.parquet"))
         if len(ds) == 0 and name != "default":
-            continue  # datasets cannot load it: not announced (load_config still reads it)
+            continue  # datasets cannot load it: not announced (io.load_config still reads it)
         # Sizes in the card (as push_to_hub writes them). datasets hashes a local folder's cache key from the
         # README (configs + dataset_info) only, not from the files: without them, load_dataset(out) returns
         # stale rows after out is rewritten, or another folder's rows (datasets#6465-like).
@@ -148,8 +158,9 @@ def split_files(out: Path, config: str | None = None, split: str = "train") -> l
     if not configs:
         return None
     if config is None:
-        chosen = next((c for c in configs if c.get("default")), None) or next(
-            (c for c in configs if c["config_name"] == "default"), configs[0])
+        chosen = next((c for c in configs if c.get("default")), None)
+        if chosen is None:
+            chosen = next((c for c in configs if c["config_name"] == "default"), configs[0])
     else:
         chosen = next((c for c in configs if c["config_name"] == config), None)
         if chosen is None:
@@ -168,7 +179,7 @@ def split_files(out: Path, config: str | None = None, split: str = "train") -> l
     return sorted({f for g in globs for f in Path(out).glob(g) if f.is_file()})
 
 
-def _announced(out: Path) -> dict[str, int | None]:
+def announced_configs(out: Path) -> dict[str, int | None]:
     """The configs a folder's README announces, with their row counts from ``dataset_info`` (None: unknown)."""
     data = card_header(out)
     rows = {}
@@ -179,35 +190,11 @@ def _announced(out: Path) -> dict[str, int | None]:
             if isinstance(c, dict) and c.get("config_name")}
 
 
-def load_config(spec: str | os.PathLike, config: str = "default"):
-    """``load_table(spec, config=...)``, except that a config of a local Hub-layout folder with zero rows is
-    read as an empty ``datasets.Dataset`` with its schema (``datasets`` cannot load an empty split).
-
-    Raises:
-        InputError: the folder has no such config, or it cannot be read.
-    """
-    path = Path(spec)
-    files = sorted((path / config_dir(config)).glob("train-*.parquet")) if path.is_dir() else []
-    if files:
-        import pyarrow.parquet as pq
-
-        if sum(pq.ParquetFile(f).metadata.num_rows for f in files) == 0:
-            import datasets
-
-            return datasets.Dataset(pq.read_table(files[0]))
-    if path.is_dir() and config != "default" and config not in _announced(path):
-        raise InputError(f"no config {config!r} (announced: {', '.join(_announced(path)) or 'none'})",
-                         file=str(spec))
-    from cerbero_hf.io import load_table
-
-    return load_table(spec, config=None if config == "default" else config)
-
-
 def load_calls(out: str | os.PathLike) -> list[str]:
     """The ``load_dataset(...)`` calls that load folder ``out``: one per announced config with rows."""
     out_text = str(out)
     calls = []
-    for name, rows in _announced(Path(out)).items():
+    for name, rows in announced_configs(Path(out)).items():
         if rows == 0:
             continue
         calls.append(f"load_dataset({out_text!r})" if name == "default" else f"load_dataset({out_text!r}, {name!r})")
@@ -217,7 +204,7 @@ def load_calls(out: str | os.PathLike) -> list[str]:
 def wrote_line(out: str | os.PathLike) -> str:
     """What a CLI prints after writing folder ``out``: the ``load_dataset`` calls that work on it."""
     calls = load_calls(out)
-    empty = [name for name, rows in _announced(Path(out)).items() if rows == 0]
+    empty = [name for name, rows in announced_configs(Path(out)).items() if rows == 0]
     if not calls:
         return f"Wrote {out}: no rows ({', '.join(empty) or 'default'} is empty)."
     note = f" ({', '.join(empty)}: no rows)" if empty else ""
@@ -227,7 +214,7 @@ def wrote_line(out: str | os.PathLike) -> str:
 def check_kept(out: str | os.PathLike) -> None:
     """Raise :class:`InputError` when folder ``out``'s ``default`` config has no rows: ``datasets`` cannot load
     it, so a stage that kept nothing ends with exit 2 and says where the removed rows are, not as a success."""
-    announced = _announced(Path(out))
+    announced = announced_configs(Path(out))
     if announced.get("default") != 0:
         return
     removed = announced.get("rejected")

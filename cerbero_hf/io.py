@@ -1,15 +1,16 @@
 """Reading inputs (and, re-exported from :mod:`cerbero_hf.hub_folder`, writing Hub-layout output folders).
 
-``load_table(spec)`` reads a local file (parquet, jsonl, json, csv), a ``save_to_disk`` folder,
-a Hub-layout folder (README ``configs:``), or a Hub dataset id through the real ``load_dataset``,
-and returns a ``datasets.Dataset``. Bad input raises :class:`InputError` naming file, row and column.
-Every JSON lines, JSON and CSV file read (a folder's too) is checked first: a non-UTF-8 byte or a line that
-is not a JSON object names its file, row and column. A JSON lines column whose type changes between rows (a
-list where other rows have a string) is read as ``datasets.Json`` values, each keeping its type, so the
-stage's row check rejects the odd rows (``datasets`` alone may turn them into text); in a folder, where
-``datasets`` cannot read it, it is an InputError naming the first such row.
+``load_table(spec)`` reads a local file (parquet, jsonl, json, csv), a ``save_to_disk`` folder, a Hub-layout folder (README
+``configs:``), or a Hub dataset id through the real ``load_dataset``, and returns a ``datasets.Dataset``. Bad input raises
+:class:`InputError` naming file, row and column. Every JSON lines, JSON and CSV file read (a folder's too) is checked first: a
+non-UTF-8 byte or a line that is not a JSON object names its file, row and column. A JSON lines column whose type changes
+between rows (a list where other rows have a string) is read as ``datasets.Json`` values, each keeping its type, so the
+stage's row check rejects the odd rows (``datasets`` alone may turn them into text); in a folder, where ``datasets`` cannot
+read it, it is an InputError naming the first such row.
 
-Writing: :mod:`cerbero_hf.hub_folder` (``save_hub_folder``, ``load_config``, ...), re-exported here.
+``load_config(folder, config)`` reads one config of a Hub-layout folder written by ``save_hub_folder``, an empty one included
+(``datasets`` cannot load a split with zero rows). Writing: :mod:`cerbero_hf.hub_folder` (``save_hub_folder``, ``load_calls``,
+...), re-exported here.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from pathlib import Path
 
 from cerbero_hf.errors import InputError
 from cerbero_hf.hub_folder import (  # noqa: F401 - the writing side, re-exported: one module to import from
+    announced_configs,
     arrow_nbytes,
     check_kept,
     config_dir,
     load_calls,
-    load_config,
     save_hub_folder,
     split_files,
     wrote_line,
@@ -136,7 +137,7 @@ def _scan_json_lines(path: Path, shapes: dict) -> dict[str, InputError]:
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError as err:
+            except json.JSONDecodeError as err:
                 raise InputError(f"line {i + 1} is not valid JSON ({err.msg})", file=str(path), row=i,
                                  column=_top_key_before(line, err.pos)) from None
             if not isinstance(obj, dict):
@@ -195,9 +196,8 @@ FILE_SUFFIXES = (*FILE_FORMATS, ".jsonl.gz", ".json.gz", ".gz", ".zip", ".txt", 
 def is_hub_id(spec: str) -> bool:
     """True when ``spec`` reads as a Hub repo id ``OWNER/NAME`` and is not a local path.
 
-    Path-like names are never Hub ids, so a mistyped local path is "no such file" at once instead of a slow
-    Hub look-up: one starting with ``.``, ``/`` or ``~``, and one whose name ends in a file suffix
-    (:data:`FILE_SUFFIXES`).
+    Path-like names are never Hub ids, so a mistyped local path is "no such file" at once instead of a slow Hub look-up: one
+    starting with ``.``, ``/`` or ``~``, and one whose name ends in a file suffix (:data:`FILE_SUFFIXES`).
     """
     parts = spec.split("/")
     return (len(parts) == 2 and all(parts) and not spec.startswith((".", "/", "~"))
@@ -205,7 +205,14 @@ def is_hub_id(spec: str) -> bool:
 
 
 def load_table(spec: str | os.PathLike, *, config: str | None = None, split: str = "train"):
-    """Load ``spec`` as a ``datasets.Dataset`` (see module docstring)."""
+    """Load ``spec`` as a ``datasets.Dataset`` (see module docstring).
+
+    Examples:
+        >>> from pathlib import Path
+        >>> _ = Path("rows.json").write_text('[{"id": "a", "text": "Ciao"}, {"id": "b", "text": "Salve"}]')
+        >>> load_table("rows.json")[1]
+        {'id': 'b', 'text': 'Salve'}
+    """
     path = Path(spec)
     if not path.exists() and not is_hub_id(str(spec)):
         raise InputError("no such file or folder", file=str(spec))  # before the slow datasets import
@@ -235,9 +242,9 @@ def load_table(spec: str | os.PathLike, *, config: str | None = None, split: str
                     raise next(iter(clashes.values()))
             files = split_files(path, config, split)  # a Hub-layout folder: its files, never a stale cache
             if files:
-                fmt = FILE_FORMATS.get(files[0].suffix.lower(), "parquet")
+                files_format = FILE_FORMATS.get(files[0].suffix.lower(), "parquet")
                 datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
-                ds = datasets.load_dataset(fmt, data_files=[str(f) for f in files], split="train")
+                ds = datasets.load_dataset(files_format, data_files=[str(f) for f in files], split="train")
                 return _nonempty(ds, path)
             return _nonempty(datasets.load_dataset(str(path), config, split=split), path)
         fmt = FILE_FORMATS.get(path.suffix.lower())
@@ -266,3 +273,28 @@ def _nonempty(ds, path):
     if len(ds) == 0:
         raise InputError("empty dataset (0 rows)", file=str(path))
     return ds
+
+
+def load_config(spec: str | os.PathLike, config: str = "default"):
+    """``load_table(spec, config=...)``, except that a config of a local Hub-layout folder with zero rows is
+    read as an empty ``datasets.Dataset`` with its schema (``datasets`` cannot load an empty split).
+
+    Raises:
+        InputError: the folder has no such config, or it cannot be read.
+
+    Examples:
+        >>> empty = load_config("out/corpus", "rejected")  # doctest: +SKIP
+    """
+    path = Path(spec)
+    files = sorted((path / config_dir(config)).glob("train-*.parquet")) if path.is_dir() else []
+    if files:
+        import pyarrow.parquet as pq
+
+        if sum(pq.ParquetFile(f).metadata.num_rows for f in files) == 0:
+            import datasets
+
+            return datasets.Dataset(pq.read_table(files[0]))
+    if path.is_dir() and config != "default" and config not in announced_configs(path):
+        raise InputError(f"no config {config!r} (announced: {', '.join(announced_configs(path)) or 'none'})",
+                         file=str(spec))
+    return load_table(spec, config=None if config == "default" else config)

@@ -30,6 +30,12 @@ class LanguagePack:
         lingua_name: the ``lingua.Language`` member name; function_words: frequent short words of
             the language, used by the cheap first-pass detector.
     Models: embedder (D8), mlm (D21).
+
+    Examples:
+        >>> from cerbero_hf import load_language
+        >>> pack = load_language("it")
+        >>> pack.user_tag, pack.assistant_tag, pack.mlm
+        ('[|Umano|]', '[|Assistente|]', 'dbmdz/bert-base-italian-xxl-cased')
     """
 
     code: str
@@ -99,6 +105,14 @@ def load_language(spec: str | Path | LanguagePack = "it") -> LanguagePack:
     """Return a built-in pack by code (``"it"``) or load one from a YAML file.
 
     The YAML holds the dataclass field names; lists become tuples. Unknown keys are an error.
+
+    Examples:
+        >>> from cerbero_hf import load_language
+        >>> load_language("it").name
+        'Italian'
+        >>> load_language("xx")
+        Traceback (most recent call last):
+        cerbero_hf.errors.InputError: unknown language 'xx': not built in (it) and no such YAML file
     """
     if isinstance(spec, LanguagePack):
         return spec

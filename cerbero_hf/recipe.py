@@ -18,6 +18,7 @@ and never written anywhere.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -169,7 +170,15 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read and validate a recipe YAML; ``overrides`` are ``section.key=value`` strings (YAML-typed)."""
+    """Read and validate a recipe YAML; ``overrides`` are ``section.key=value`` strings (YAML-typed).
+
+    Examples:
+        >>> from pathlib import Path
+        >>> from cerbero_hf import load_recipe
+        >>> _ = Path("recipe.yaml").write_text("{output_dir: out/run, generate: {endpoint: 'http://127.0.0.1:8080'}}")
+        >>> load_recipe("recipe.yaml", ["filter.max_nll=1.5"]).configs["filter"]
+        FilterConfig(max_nll=1.5, policy='truncate')
+    """
     data = apply_overrides(load_yaml(path, "recipe"), overrides or [])
     try:
         return parse_recipe(expand_env(data), file=str(path))
@@ -246,6 +255,9 @@ def run_recipe(recipe: Recipe, *, only: list[str] | None = None, force: bool = F
     ``on_event(stage, event, stats)`` receives what the running stage reports as it works (its ``ctx.on_event``).
 
     ``overwrite``: stages may write into folders holding files cerbero-hf did not write (``run --overwrite``).
+
+    Examples:
+        >>> manifest = run_recipe(load_recipe("configs/cerbero-7b.yaml"), only=["seeds"])  # doctest: +SKIP
     """
     out = Path(recipe.output_dir)
     manifest = Manifest(out / "manifest.json")
@@ -276,7 +288,7 @@ def run_recipe(recipe: Recipe, *, only: list[str] | None = None, force: bool = F
         ctx = Context(output=out / stage.folder, inputs={i: results[i] for i in stage.inputs if i in results},
                       configs={i: recipe.configs[i] for i in stage.inputs if recipe.enabled(i)},
                       language=recipe.language, seed=recipe.seed, overwrite=overwrite, engine=recipe.engine, rerun=True,
-                      on_event=(lambda event, stats, name=name: on_event(name, event, stats)) if on_event else None)
+                      on_event=functools.partial(on_event, name) if on_event else None)  # (event, stats) of this stage
         result = stage.run(recipe.configs[name], ctx)
         results[name] = result
         manifest.record(name, status="done", config_hash=digest, seconds=round(time.time() - start, 2),

@@ -37,7 +37,7 @@ def settings_of(*configs: Any) -> dict | None:
 
     settings: dict = {}
     for config in configs:
-        if not dataclasses.is_dataclass(config):
+        if not dataclasses.is_dataclass(config) or isinstance(config, type):
             return None
         data = json.loads(json.dumps(dataclasses.asdict(config), default=str))
         settings.update({k: v for k, v in data.items() if k not in RUNTIME and not is_secret_key(k)})

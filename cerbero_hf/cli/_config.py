@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 import typing
 from dataclasses import MISSING
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional, Sequence
 
 import typer
 
@@ -77,7 +77,7 @@ def overwrite_switch() -> inspect.Parameter:
                              annotation=Annotated[bool, typer.Option("--overwrite", help=OVERWRITE_HELP)])
 
 
-def config_command(app, name: str, *configs: type, arguments: list[tuple] = (), extra: list[inspect.Parameter] = (),
+def config_command(app, name: str, *configs: type, arguments: Sequence[tuple] = (), extra: Sequence[inspect.Parameter] = (),
                    help: str | None = None, writes_folder: bool = False):
     """Register ``body(*configs, **arguments_and_extras)`` as command ``name`` with flags from ``configs``.
 
@@ -125,12 +125,12 @@ def config_command(app, name: str, *configs: type, arguments: list[tuple] = (), 
                      for cls, names in fields_of.items()]
             return body(*built, **{k: v for k, v in kwargs.items() if k not in flags})
 
-        command.__signature__ = inspect.Signature(params)
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # read by inspect.signature
         command.__annotations__ = {p.name: p.annotation for p in params}
         command.__doc__ = help or body.__doc__
         command.__name__ = name
         app.command(name)(command)
-        command.configs = configs
+        command.configs = configs  # type: ignore[attr-defined]  # a function attribute: the tests read the flags' configs
         return command
 
     return decorator

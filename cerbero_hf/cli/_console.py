@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # rich is imported when a console starts
+    from rich.progress import Progress, TaskID
 
 
 def counts_table(title: str, counts: dict):
@@ -160,9 +164,9 @@ class StageConsole:
         self.console = console or Console(stderr=True)
         self.statuses: dict[str, str] = {}
         self.every = every
-        self._progress = None
-        self._task = None
-        self._current = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None  # the live line of a note or of the running stage
+        self._current: str | None = None  # the running stage
         self._last_line = 0.0
 
     def __enter__(self):
@@ -199,8 +203,8 @@ class StageConsole:
     def on_stage(self, stage: str, status: str, result=None) -> None:
         import time
 
-        if self._task is not None and self._current is None:  # a note's live line ends when the stages begin
-            self._progress.remove_task(self._task)
+        if self._progress is not None and self._task is not None and self._current is None:
+            self._progress.remove_task(self._task)  # a note's live line ends when the stages begin
             self._task = None
         if status == "running":
             self._current, self._started = stage, time.monotonic()
@@ -209,7 +213,7 @@ class StageConsole:
                 self._task = self._progress.add_task(self.label(stage), total=None, info="starting")
             return
         self.statuses[stage] = status
-        if self._task is not None and self._current == stage:
+        if self._progress is not None and self._task is not None and self._current == stage:
             self._progress.remove_task(self._task)
             self._task = None
         counts = short_counts(result.counts()) if result is not None and status in ("done", "cached") else ""
@@ -233,11 +237,8 @@ class StageConsole:
             self._print(f"           [yellow]note:[/yellow] {stats.get('message', '')}", highlight=False)
             return
         text, done, total = describe_event(event, stats)
-        if self._task is not None:
-            known = {"total": total} if total is not None else {}
-            if done is not None:
-                known["completed"] = done
-            self._progress.update(self._task, info=text, **known)
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, info=text, total=total, completed=done)  # None: left as it is
         if not self.console.is_terminal and time.monotonic() - self._last_line >= self.every:
             self._last_line = time.monotonic()
             where = f" {done:,.0f}/{total:,.0f}" if done is not None and total else ""

@@ -22,6 +22,7 @@ import re
 import shutil
 import textwrap
 from pathlib import Path
+from typing import Sequence
 
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
@@ -78,7 +79,7 @@ def default_text(param) -> str:
     return f"[default: {value}]" if value not in (None, "") else ""
 
 
-def definitions(rows: list[tuple[str, str]], width: int, indent: int = 2) -> list[str]:
+def definitions(rows: Sequence[tuple[str, str]], width: int, indent: int = 2) -> list[str]:
     """Two columns: names at ``indent``, help from the name column on; help wraps at spaces, never inside a word
     that fits (``--no-resume``, ``cerbero-hf[ray]``)."""
     column = min(max((len(name) for name, _ in rows), default=0), NAME_COLUMN)
@@ -95,7 +96,7 @@ def definitions(rows: list[tuple[str, str]], width: int, indent: int = 2) -> lis
     return lines
 
 
-def write_help(command, ctx, formatter, commands: list[tuple[str, str]] = ()) -> None:
+def write_help(command, ctx, formatter, commands: Sequence[tuple[str, str]] = ()) -> None:
     """The whole help of ``command``: usage, description, ``Arguments:``, ``Options:`` (and a group's
     ``Commands:``), at the terminal's width but at most :data:`WIDTH` columns."""
     formatter.width = min(shutil.get_terminal_size().columns, WIDTH)

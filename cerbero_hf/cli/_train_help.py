@@ -23,7 +23,7 @@ import textwrap
 
 from cerbero_hf.cli._help import NBSP, STATED_DEFAULT, WIDTH
 
-TYPE_NAMES = {int: "INT", float: "FLOAT", str: "TEXT"}
+TYPE_NAMES: dict[object, str] = {int: "INT", float: "FLOAT", str: "TEXT"}  # an argparse type -> its metavar
 
 
 def is_switch(action: argparse.Action) -> bool:

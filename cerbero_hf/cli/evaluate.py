@@ -79,9 +79,9 @@ def register(app) -> None:
             def on_task(name, n):
                 current["id"] = bar.add_task(name, total=n)
 
-            result = evaluate_model(config, model, output, card=card_path, update_card=update_card,
-                                    progress=lambda k: bar.advance(current["id"], k), on_task=on_task)
-        Console().print(_table(json.loads(Path(result.results).read_text(encoding="utf-8"))))
+            evaluate_model(config, model, output, card=card_path, update_card=update_card,
+                           progress=lambda k: bar.advance(current["id"], k), on_task=on_task)
+        Console().print(_table(json.loads(Path(output).read_text(encoding="utf-8"))))  # what evaluate_model wrote
         console.print(f"Results written to {output}")
         if update_card:
             console.print(f"Model card updated: {card_path}")

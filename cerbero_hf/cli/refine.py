@@ -6,6 +6,8 @@ Flags come from :class:`cerbero_hf.stages.refine.stage.RefineConfig` (the recipe
 
 from __future__ import annotations
 
+from typing import Any
+
 from cerbero_hf.cli._config import config_command
 from cerbero_hf.stages.refine.stage import RefineConfig
 
@@ -46,7 +48,7 @@ def register(app) -> None:
 
         config = dataclasses.replace(config, inputs=[input])
         console = Console(stderr=True)
-        live = {"status": None, "start": time.perf_counter(), "seconds": 0.0}
+        live: dict[str, Any] = {"status": None, "start": time.perf_counter(), "seconds": 0.0}
 
         def status(text: str | None) -> None:
             if live["status"] is not None:

@@ -173,7 +173,7 @@ def register(app) -> None:
 
         with prepare_output(paths[1], [paths[0]], overwrite=overwrite, stage="score",  # before anything is read
                             settings=settings_of(score_config, filter_config)):
-            _run(*paths, score_config, filter_config, engine)
+            _run(paths[0], paths[1], score_config, filter_config, engine)
 
 
 def _run(input: str, output: str, score_config: ScoreConfig, filter_config: FilterConfig,
@@ -203,7 +203,7 @@ def _run(input: str, output: str, score_config: ScoreConfig, filter_config: Filt
         result = score_and_filter(ds, output, scorer, qf, chunk_rows=score_config.chunk_rows,
                                   progress=lambda n: bar.update(task, advance=n), engine=engine, source=input)
     counts, summaries = result["counts"], result["summaries"]
-    if result.get("ray"):
+    if result.get("ray") and engine is not None:  # Ray ran: the engine said so
         ray = result["ray"]
         again = f", pipeline restarted {ray['retries']} time(s) after losing actors" if ray["retries"] else ""
         Console().print(f"Ray: {ray['blocks']} blocks of up to {engine.batch_rows} rows: {ray['skipped']} skipped "

@@ -107,8 +107,8 @@ def parse_train_args(argv: list[str]):
     for action in p._actions:  # the flags given, only: the recipe's values must survive unset flags
         if action.dest != "help":
             action.default = argparse.SUPPRESS
-    given, rest = p.parse_known_args(argv)
-    given = vars(given)
+    namespace, rest = p.parse_known_args(argv)
+    given = vars(namespace)
     unknown = [a for a in rest if a.startswith("-")]
     if unknown:
         raise InputError(f"unknown option {unknown[0]} (cerbero-hf train --help lists the flags)")
@@ -121,7 +121,7 @@ def parse_train_args(argv: list[str]):
         section = expand_env(data.get("train", data) or {}, "train" if "train" in data else "")
         if "train" in data:
             defaults = expand_env({k: data[k] for k in ("language", "seed") if k in data})
-    *corpora, output = rest or [None]
+    corpora, output = (rest[:-1], rest[-1]) if rest else ([], None)
     if output is not None:
         given["output_dir"] = output
     values = {**section, **given}

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import groupby
+from typing import Any
 
 VARIANTS = ("pll", "word_l2r")
 QUANTILES = (0.05, 0.25, 0.75, 0.95)
@@ -93,9 +94,10 @@ class PLLCore:
         if batch_tokens is not None and batch_tokens < 1:
             raise self._error("batch_tokens must be positive")
         self.model_id = str(model_id_or_path)
-        self.device, self.dtype, self.batch_tokens, self.variant, self.max_length = (device, dtype, batch_tokens,
-                                                                                     variant, max_length)
-        self._model = self._tok = None
+        self.device, self.dtype, self.batch_tokens = device, dtype, batch_tokens
+        self.variant, self.max_length = variant, max_length
+        self._model: Any = None  # the transformers model and tokenizer, loaded on first use
+        self._tok: Any = None
 
     def __getstate__(self):
         """Pickle the settings only; the model reloads on first use (keeps ``Dataset.map`` hashing cheap)."""
@@ -177,7 +179,7 @@ class PLLCore:
 
     def _copies(self, texts: list[str]) -> list[tuple]:
         """One entry per scored token: ``(text, window_ids, masked_positions, target_pos, target_id)``."""
-        enc = self._tok(texts, add_special_tokens=False, verbose=False) if texts else {"input_ids": []}
+        enc: Any = self._tok(texts, add_special_tokens=False, verbose=False) if texts else {"input_ids": []}
         out, p = [], len(self._prefix)
         for t, ids in enumerate(enc["input_ids"]):
             words = enc.word_ids(t) if self.variant == "word_l2r" else None
@@ -235,12 +237,12 @@ class PLLCore:
             last, heads, size = i == len(layers) - 1, layer.attention.self.num_attention_heads, w.shape[0] // 3
             qkv = linear(x, w[size:], b[size:]) if last else linear(x, w, b)  # last layer: keys, values only
             q = linear(x[picks], w[:size], b[:size]) if last else None  # ... and queries at the targets
-            ctx = []
+            ctxs = []
             for s, n, n_len, t in runs:
                 part = qkv[t:t + n * n_len].view(n, n_len, -1, heads, size // heads).permute(2, 0, 3, 1, 4)
-                query = q[s:s + n].view(n, 1, heads, -1).transpose(1, 2) if last else part[0]
-                ctx.append(attend(query, part[-2], part[-1]).transpose(1, 2).reshape(-1, size))
-            ctx, x = ctx[0] if len(ctx) == 1 else torch.cat(ctx), x[picks] if last else x
+                query = q[s:s + n].view(n, 1, heads, -1).transpose(1, 2) if q is not None else part[0]  # q: last
+                ctxs.append(attend(query, part[-2], part[-1]).transpose(1, 2).reshape(-1, size))
+            ctx, x = ctxs[0] if len(ctxs) == 1 else torch.cat(ctxs), x[picks] if last else x
             x = layer.attention.output.LayerNorm(layer.attention.output.dense(ctx) + x)  # the model's own order
             mid = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(x))
             x = layer.output.LayerNorm(layer.output.dense(mid) + x)
@@ -250,8 +252,7 @@ class PLLCore:
 def split_model(model):
     """Return ``(encoder, head, layers)``: hidden states of every position, the LM head for gathered states, and
     what :meth:`PLLCore._packed` runs for a BERT-shaped encoder (None for any other model)."""
-    for base_attr, head_attr in (("bert", "cls"), ("roberta", "lm_head"), ("xlm_roberta", "lm_head"),
-                                 ("camembert", "lm_head")):
+    for base_attr, head_attr in (("bert", "cls"), ("roberta", "lm_head"), ("xlm_roberta", "lm_head"), ("camembert", "lm_head")):
         base, head = getattr(model, base_attr, None), getattr(model, head_attr, None)
         if base is not None and head is not None:
             encoder = (lambda ids, mask, base=base: base(input_ids=ids, attention_mask=mask).last_hidden_state)

@@ -101,7 +101,20 @@ def _check_roles(messages: list[dict]) -> None:
 
 
 def prompt_format(name: str, language: str | LanguagePack = "it", settings: dict | None = None) -> PromptFormat:
-    """The :class:`PromptFormat` named ``name`` with tags from the language pack."""
+    """The :class:`PromptFormat` named ``name`` with tags from the language pack.
+
+    Examples:
+        >>> from cerbero_hf import prompt_format
+        >>> fmt = prompt_format("cerbero", "it")
+        >>> print(fmt.render([{"role": "user", "content": "Capitale d'Italia?"}, {"role": "assistant", "content": "Roma"},
+        ...                   {"role": "user", "content": "Capitale della Francia?"}]))
+        [|Umano|] Capitale d'Italia?
+        [|Assistente|] Roma
+        [|Umano|] Capitale della Francia?
+        [|Assistente|]
+        >>> fmt.stop
+        ('[|Umano|]',)
+    """
     pack = load_language(language)
     if name == "chat":
         return PromptFormat("chat", (pack.user_tag,))
@@ -111,11 +124,11 @@ def prompt_format(name: str, language: str | LanguagePack = "it", settings: dict
         return PromptFormat("fauno", (pack.fauno_user_tag,), pack.fauno_user_tag, pack.fauno_assistant_tag)
     if name == "camoscio":
         cam = (settings or {}).get("camoscio") or {}
-        parts = (cam.get("preamble"), cam.get("instruction_heading"), cam.get("response_heading"))
-        if not all(parts):
+        preamble, instruction, response = cam.get("preamble"), cam.get("instruction_heading"), cam.get("response_heading")
+        if not (preamble and instruction and response):
             raise InputError("format 'camoscio' needs camoscio.preamble, instruction_heading and "
                              "response_heading in the evaluation settings")
-        return PromptFormat("camoscio", ("\n",), camoscio=parts)
+        return PromptFormat("camoscio", ("\n",), camoscio=(preamble, instruction, response))
     raise InputError(f"unknown prompt format {name!r}; choose one of {', '.join(FORMATS)}")
 
 

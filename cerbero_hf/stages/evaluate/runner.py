@@ -15,8 +15,9 @@ Metrics are percentages. SQuAD-it: ``f1``/``exact_match`` (language-aware normal
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from collections import Counter
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from cerbero_hf.stages.evaluate.generators import clean_answer
 from cerbero_hf.stages.evaluate.metrics import UNKNOWN, classification_scores, parse_label, squad_metrics
@@ -57,6 +58,7 @@ def run_task(task: TaskConfig, generator, fmt: PromptFormat, *, seed: int = 42, 
     outputs = generator.generate(chats, fmt, max_new_tokens=task.max_new_tokens, stop=stop, progress=progress)
     answers = [clean_answer(o["raw"], stop) for o in outputs]
     preds = []
+    metrics: dict[str, Any]
     if task.kind == "squad":
         metrics = squad_metrics(answers, [q.golds for q in queries], **({"articles": articles} if articles else {}))
         unknown = sum(1 for a in answers if not a)
@@ -89,6 +91,13 @@ def evaluate_tasks(tasks: Sequence[TaskConfig], generator, fmt: PromptFormat, *,
     Args:
         progress: called with the number of examples just finished.
         on_task: called as ``on_task(name, n_examples)`` when a task starts generating.
+
+    Examples:
+        >>> from cerbero_hf import LocalGenerator, card_scores, evaluation_settings, prompt_format, task_configs
+        >>> tasks = task_configs(["squad_it", "sentipolc"], evaluation_settings("it"))
+        >>> results = evaluate_tasks(tasks, LocalGenerator("galatolo/cerbero-7b"), prompt_format("cerbero"))  # doctest: +SKIP
+        >>> card_scores(results)  # doctest: +SKIP
+        {'squad_it': {'f1': 61.2, ...}, 'sentipolc': {'macro_f1': 70.1, ...}}
     """
     settings = settings or {}
     results = {
@@ -102,7 +111,7 @@ def evaluate_tasks(tasks: Sequence[TaskConfig], generator, fmt: PromptFormat, *,
     for task in tasks:
         block = run_task(task, generator, fmt, seed=seed, limit=limit, stop=stop,
                          articles=settings.get("articles") or (), question=settings.get("instruction_question", ""),
-                         progress=progress, on_start=(lambda n, name=task.name: on_task(name, n)) if on_task else None)
+                         progress=progress, on_start=functools.partial(on_task, task.name) if on_task else None)
         predictions[task.name] = block.pop("predictions")
         results["tasks"][task.name] = block
     results["generator"]["server_model"] = generator.info.get("server_model")
@@ -112,6 +121,12 @@ def evaluate_tasks(tasks: Sequence[TaskConfig], generator, fmt: PromptFormat, *,
 
 
 def card_scores(results: dict) -> dict[str, dict[str, float]]:
-    """``{task: {metric: value}}`` for the model card (numbers only, rounded to 2 decimals)."""
+    """``{task: {metric: value}}`` for the model card (numbers only, rounded to 2 decimals).
+
+    Examples:
+        >>> from cerbero_hf import card_scores
+        >>> card_scores({"tasks": {"squad_it": {"metrics": {"f1": 61.234, "exact_match": 48.5, "predicted": {}}}}})
+        {'squad_it': {'f1': 61.23, 'exact_match': 48.5}}
+    """
     return {name: {k: round(v, 2) for k, v in block["metrics"].items() if isinstance(v, (int, float))}
             for name, block in results["tasks"].items()}

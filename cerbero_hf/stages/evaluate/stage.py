@@ -24,7 +24,16 @@ from cerbero_hf.stages.evaluate.tasks import TASKS
 
 @dataclass
 class EvaluateConfig(Config):
-    """Which tasks, how they are prompted, and which generator answers them."""
+    """Which tasks, how they are prompted, and which generator answers them.
+
+    Examples:
+        >>> from cerbero_hf import EvaluateConfig
+        >>> EvaluateConfig().tasks
+        ['squad_it', 'sentipolc', 'ironita', 'ami2020']
+        >>> EvaluateConfig(format="alpaca")
+        Traceback (most recent call last):
+        cerbero_hf.errors.InputError: column 'evaluate.format': evaluate.format: unknown prompt format 'alpaca'; ...
+    """
 
     SECTION = "evaluate"
     tasks: list[str] = setting(default_factory=lambda: list(TASKS),
@@ -139,10 +148,16 @@ def evaluate_model(config: EvaluateConfig, model: str, results_path: str | Path,
     Args:
         model: a local folder or Hub id (with ``config.endpoint``: the model name sent to the server).
         card: the model card (README.md or its folder) that ``update_card`` merges the scores into.
-        progress / on_task: progress callbacks (examples done; a task starting with n examples).
+        progress: called with the number of examples just finished.
+        on_task: called as ``on_task(name, n_examples)`` when a task starts generating.
 
     Under a launcher (``torchrun``, ``accelerate launch``) it runs on the main process only (``cerbero-hf evaluate``
     leaves the other ranks idle); called on another rank it refuses, so results are never written twice.
+
+    Examples:
+        >>> from cerbero_hf import EvaluateConfig, evaluate_model
+        >>> config = EvaluateConfig(tasks=["squad_it"], format="cerbero", limit=100)
+        >>> result = evaluate_model(config, "galatolo/cerbero-7b", "out/results.json")  # doctest: +SKIP
     """
     from cerbero_hf import distributed
     from cerbero_hf.stages.evaluate.prompts import prompt_format
@@ -174,7 +189,7 @@ def evaluate_model(config: EvaluateConfig, model: str, results_path: str | Path,
     path = Path(results_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    if update_card:
+    if update_card and card_file is not None:  # (checked above: no card is an input error)
         from cerbero_hf.stages.train.model_card import update_eval_results
 
         hub_ids = {t.name: t.dataset for t in tasks} if config.data_dir is None else None

@@ -39,7 +39,14 @@ class Example:
 
 @dataclass
 class TaskConfig:
-    """One task's settings (see ``tasks-it.yaml`` for the defaults and their sources)."""
+    """One task's settings (see ``tasks-it.yaml`` for the defaults and their sources).
+
+    Examples:
+        >>> from cerbero_hf import evaluation_settings, task_configs
+        >>> sentipolc, = task_configs(["sentipolc"], evaluation_settings("it"))
+        >>> sentipolc.dataset, sentipolc.config, sentipolc.shots, sentipolc.labels
+        ('RiTA-nlp/UINAUIL', 'sentipolc', 5, ['POSITIVO', 'NEGATIVO'])
+    """
 
     name: str
     kind: str  # "squad" | "classification"
@@ -81,7 +88,14 @@ def _read_yaml(path: Path) -> dict:
 
 
 def evaluation_settings(language: str | LanguagePack = "it", override: str | Path | dict | None = None) -> dict:
-    """The language's evaluation settings (articles, Camoscio template, tasks), with ``override`` merged in."""
+    """The language's evaluation settings (articles, Camoscio template, tasks), with ``override`` merged in.
+
+    Examples:
+        >>> from cerbero_hf import evaluation_settings
+        >>> settings = evaluation_settings("it", {"tasks": {"squad_it": {"shots": 1}}})
+        >>> sorted(settings["tasks"]), settings["tasks"]["squad_it"]["shots"]
+        (['ami2020', 'ironita', 'sentipolc', 'squad_it'], 1)
+    """
     pack = load_language(language)
     extra = pack.extra.get("evaluation") if pack.extra else None
     if isinstance(extra, dict):
@@ -109,6 +123,11 @@ def task_configs(names, settings: dict, *, data_dir: str | Path | None = None, s
         shots: per-task shot counts overriding the defaults (3 for SQuAD-it, 5 for EVALITA).
         balanced: draw class-balanced shots for classification tasks.
         instruction: keep the instruction turn (benchita style); off by default, as in the paper.
+
+    Examples:
+        >>> from cerbero_hf import evaluation_settings, task_configs
+        >>> [(t.name, t.shots) for t in task_configs(["squad_it", "ironita"], evaluation_settings("it"), shots={"ironita": 3})]
+        [('squad_it', 3), ('ironita', 3)]
     """
     known = settings.get("tasks", {})
     out = []

@@ -1,7 +1,8 @@
 """The ``generate`` stage: self-chat generation with the embedding diversity filter (paper §3.3).
 
-- :mod:`~cerbero_hf.stages.generate.stage`: :class:`GenerateConfig` (every setting, the recipe's ``generate:``
-  keys and the CLI's flags), :class:`GenerateResult`, ``run_generate`` and ``STAGE``.
+- :mod:`~cerbero_hf.stages.generate.config`: :class:`GenerateConfig` (every setting, the recipe's ``generate:``
+  keys and the CLI's flags).
+- :mod:`~cerbero_hf.stages.generate.stage`: :class:`GenerateResult`, ``run_generate`` and ``STAGE``.
 - :mod:`~cerbero_hf.stages.generate.backends`: one async interface, ``await backend.generate(request) -> Result``,
   over an OpenAI-compatible / TGI endpoint (``huggingface_hub.AsyncInferenceClient``) or an in-process
   transformers model that batches concurrent requests; retries (:mod:`cerbero_hf.retry`), timeouts and a

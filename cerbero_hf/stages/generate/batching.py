@@ -31,7 +31,7 @@ class AsyncBatcher:
         self.fn = fn
         self.max_batch = max_batch
         self.key = key
-        self._loop = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
         self.calls = 0
@@ -39,20 +39,19 @@ class AsyncBatcher:
     async def submit(self, item: Any) -> Any:
         """Queue ``item`` and wait for its result (exceptions of ``fn`` are raised here)."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
+        if self._loop is not loop or self._queue is None:
             self._loop, self._queue, self._worker = loop, asyncio.Queue(), None
         fut = loop.create_future()
         self._queue.put_nowait((item, fut))
         if self._worker is None or self._worker.done():
             # the worker exits when the queue is empty, so no task outlives the loop's work
-            self._worker = loop.create_task(self._run())
+            self._worker = loop.create_task(self._run(self._queue))
         return await fut
 
-    async def _run(self) -> None:
-        queue = self._queue
+    async def _run(self, queue: asyncio.Queue) -> None:
         await asyncio.sleep(0)  # let coroutines that are ready queue their items too
         while not queue.empty():
-            pending = []
+            pending: list[tuple[Any, asyncio.Future]] = []
             while not queue.empty() and len(pending) < self.max_batch * 4:
                 pending.append(queue.get_nowait())
             groups: dict = {}
@@ -95,4 +94,4 @@ class AsyncBatcher:
         return {"fn": self.fn, "max_batch": self.max_batch, "key": self.key}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(**state)
+        AsyncBatcher.__init__(self, **state)

@@ -31,7 +31,7 @@ class RequestCache:
         self.path = str(path) if path else ":memory:"
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = None
+        self._db: sqlite3.Connection | None = None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -46,7 +46,7 @@ class RequestCache:
         return {"path": None if self.path == ":memory:" else self.path}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"])
+        RequestCache.__init__(self, state["path"])
 
     def close(self) -> None:
         if self._db is not None:

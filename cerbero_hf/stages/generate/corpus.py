@@ -40,7 +40,8 @@ def plan_conversations(seeds, max_conversations: int | None = None, seed: int = 
     n = len(seeds)
     total = n if max_conversations is None else max_conversations
     rng = random.Random(seed)
-    order, ids = [], []
+    order: list[int] = []  # the seed row of each conversation
+    ids: list[int] = []  # its pass over the seeds (k)
     k = 0
     while len(order) < total:
         perm = list(range(n))
@@ -67,7 +68,14 @@ def default_cache_path(out_dir: str | Path) -> Path:
 
 
 def seed_messages(seeds) -> list[str]:
-    """Every distinct message text of the seed conversations (the diversity store starts with them)."""
+    """Every distinct message text of the seed conversations (the diversity store starts with them).
+
+    Examples:
+        >>> from cerbero_hf import seed_messages
+        >>> seed_messages({"messages": [[{"role": "user", "content": "Ciao?"}, {"role": "assistant", "content": "Ciao!"}],
+        ...                             [{"role": "user", "content": "Ciao?"}]]})
+        ['Ciao?', 'Ciao!']
+    """
     return list(dict.fromkeys(m["content"] for row in seeds["messages"] for m in row))
 
 

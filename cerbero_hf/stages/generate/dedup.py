@@ -54,6 +54,7 @@ def near_duplicates(vectors: Any, threshold: float = DEFAULT_THRESHOLD, groups: 
         while stop < n and g[stop] == g[stop - 1]:  # never split a group
             stop += 1
         acc, s, near = store.accept_groups(v[start:stop], g[start:stop], want_nearest=True)
+        assert near is not None  # asked for with want_nearest
         table = np.concatenate(origin + [np.arange(start, stop)[acc]])
         origin = [table]
         keep[start:stop], sims[start:stop] = acc, s
@@ -139,7 +140,9 @@ def dedup_dataset(ds, embedder: Embedder, threshold: float = DEFAULT_THRESHOLD, 
         ``"near-duplicate of <id> (cos=0.93)"``. ``len(kept) + len(rejected) == len(ds)``.
     """
     flags_of = flags_function(origin_key, is_generated)
-    texts, groups, seeds = [], [], []
+    texts: list[str] = []  # the generated messages, in order
+    groups: list[int] = []  # the row of each
+    seeds: list[str] = []
     for i, row in enumerate(ds):
         for m, gen in zip(row["messages"], flags_of(row)):
             (texts if gen else seeds).append(m["content"])

@@ -124,7 +124,7 @@ def order_aware_pass(batches: list, threshold: float, initial: Any) -> tuple[np.
     seeds = np.concatenate([b["seed"] for b in batches])[sort]
     first: dict[str, int] = {}  # each distinct seed text, at its first message (as dedup_dataset embeds them)
     for k in np.flatnonzero(~generated):
-        first.setdefault(seeds[k], k)
+        first.setdefault(seeds[k], int(k))
     seed_vectors = vectors[list(first.values())] if first else None
     init = initial_vectors(initial, seed_vectors)
     vecs = vectors[generated] if generated.any() else np.zeros((0, 1), np.float32)

@@ -32,6 +32,7 @@ import math
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any, Iterable
 
 from cerbero_hf.config import key_of
 from cerbero_hf.errors import InputError
@@ -125,7 +126,7 @@ def generate_on_ray(config, ctx, seeds, backend, embedder, session, *, shared_st
     """Generate the corpus of ``seeds`` in ``session``'s actors and write ``ctx.output``; returns the summary.
 
     Args:
-        config: the stage's :class:`~cerbero_hf.stages.generate.stage.GenerateConfig`.
+        config: the stage's :class:`~cerbero_hf.stages.generate.config.GenerateConfig`.
         ctx: its :class:`~cerbero_hf.stages.base.Context` (``output``, ``on_event``, ``command``).
         seeds: the seed Dataset; backend: an :class:`EndpointBackend` (probed); embedder: a loaded ``Embedder``.
         session: a :class:`cerbero_hf.engine.RaySession` (``workers``, ``actor_options()``).
@@ -142,8 +143,8 @@ def generate_on_ray(config, ctx, seeds, backend, embedder, session, *, shared_st
     from ray.data import ActorPoolStrategy
 
     from cerbero_hf.stages.generate.backends import EndpointBackend, GeneratorRejected
+    from cerbero_hf.stages.generate.config import selfchat_settings
     from cerbero_hf.stages.generate.corpus import make_selfchat, open_cache, plan_conversations, write_corpus
-    from cerbero_hf.stages.generate.stage import selfchat_settings
     from cerbero_hf.stages.generate.store_actor import StoreProxy, create_store_actor
 
     if not isinstance(backend, EndpointBackend):
@@ -165,14 +166,17 @@ def generate_on_ray(config, ctx, seeds, backend, embedder, session, *, shared_st
     if ctx.on_event is not None:
         ctx.on_event("planned", {"conversations": len(plan)})
     per_actor = max(1, math.ceil(backend.concurrency / session.workers))
-    stats, tables = Counter(), []
+    stats: Counter[str] = Counter()
+    tables: list = []
     try:
         ds = ray.data.from_arrow(_blocks(plan, session.config.batch_rows)).map_batches(
             GenerateWorker, fn_constructor_kwargs={"chat": chat, "concurrency": per_actor,
                                                    "threads": session.torch_threads},
             batch_format="pyarrow", batch_size=None, compute=ActorPoolStrategy(size=session.workers),
             **session.actor_options())
-        for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        # pyarrow Tables (batch_format="pyarrow"); ray's annotation lists every batch format's type
+        batches: Iterable[Any] = ds.iter_batches(batch_size=None, batch_format="pyarrow")
+        for table in batches:
             abort = table.column("abort")[0].as_py() if len(table) else None
             if abort:
                 raise GeneratorRejected(abort)

@@ -9,16 +9,14 @@ Per row:
 1. Draw the target length L from a per-row RNG seeded with ``(seed, row id)`` (uniform over
    ``lengths``, default {4, 6, 8, 10}, counting seed messages).
 2. Start from the first ``min(n, L − 2)`` seed messages, so at least two messages are generated.
-3. For each missing position, alternate roles; prompt the generator with the language pack's system
-   prompt for that role and the transcript rendered with the pack's tags
-   (:func:`cerbero_hf.transcript.render`), ending with the tag of the role to write; parse one message
-   (cut at the next role tag, strip; reject it when empty, over ``max_chars`` or cut by the token limit);
-   embed it and reject it when its cosine to any stored vector is > threshold; otherwise append it and
-   add its vector to the store.
-4. After ``max_attempts`` rejections at one position, trim to the last assistant turn: ``short`` if
-   ≥ 4 messages and ≥ 1 generated remain, else ``failed``. A request that fails after the backend's
-   ``request_attempts`` makes the row ``failed``. A failed row keeps its messages and its error (for an
-   endpoint, the server's own error text).
+3. For each missing position, alternate roles; prompt the generator with the language pack's system prompt for that
+   role and the transcript rendered with the pack's tags (:func:`cerbero_hf.transcript.render`), ending with the tag of
+   the role to write; parse one message (cut at the next role tag, strip; reject it when empty, over ``max_chars`` or
+   cut by the token limit); embed it and reject it when its cosine to any stored vector is > threshold; otherwise
+   append it and add its vector to the store.
+4. After ``max_attempts`` rejections at one position, trim to the last assistant turn: ``short`` if ≥ 4 messages and
+   ≥ 1 generated remain, else ``failed``. A request that fails after the backend's ``request_attempts`` makes the row
+   ``failed``. A failed row keeps its messages and its error (for an endpoint, the server's own error text).
 
 Bounds: a seed conversation holding a message longer than ``max_chars`` is ``failed`` at once (nothing of it
 is sent, and its messages do not seed the diversity store). With ``fail_fast`` = N, when the first N requests
@@ -26,10 +24,10 @@ sent all fail the same non-transient way (the same HTTP 4xx, or the same local e
 with :class:`~cerbero_hf.stages.generate.backends.base.GeneratorRejected` (an input error): the generator's
 settings are wrong, and every further row would fail the same way.
 
-Input columns: ``id``, ``messages`` (and ``source``, ``meta``). Output columns: the same, in the corpus
-schema; ``meta`` gains lists parallel to ``messages`` (``origin`` seed/generated, ``attempts``,
-``rejected``, ``rejected_reasons``, ``max_sim``) and ``status``, ``error``, ``target_length``,
-``generator`` (model ids, sampling parameters, RNG seed), ``embedder``, ``threshold``, ``tokens_in/out``.
+Input columns: ``id``, ``messages`` (and ``source``, ``meta``). Output columns: the same, in the corpus schema; ``meta``
+gains lists parallel to ``messages`` (``origin`` seed/generated, ``attempts``, ``rejected``, ``rejected_reasons``,
+``max_sim``) and ``status``, ``error``, ``target_length``, ``generator`` (model ids, sampling parameters, RNG seed),
+``embedder``, ``threshold``, ``tokens_in/out``.
 """
 
 from __future__ import annotations
@@ -69,24 +67,26 @@ class SelfChat:
 
     Args:
         backend: an ``EndpointBackend`` or ``LocalBackend`` (``await backend.generate(request)``).
-        embedder: a :class:`cerbero_hf.stages.generate.store.Embedder` or a model path/id.
+        embedder: a :class:`cerbero_hf.stages.generate.embedder.Embedder` or a model path/id.
         language: language pack code or YAML path (tags, prompts).
         seed_texts: texts that seed the diversity store (every seed message).
         store: an existing ``EmbeddingStore`` to use instead of building one from ``seed_texts``.
         threshold: reject when cosine > threshold.
-        index: the store's search, ``"exact"`` (never misses) or ``"hnsw"`` (approximate, for stores
-            of millions of vectors; see ``bench/diversity.py --sweep`` for its agreement with exact).
+        index: the store's search, ``"exact"`` (never misses) or ``"hnsw"`` (approximate, for millions of vectors).
         lengths: target lengths drawn uniformly.
-        max_attempts: candidates per position before the conversation ends (not HTTP attempts: those are
-            the backend's ``request_attempts``).
-        max_chars: longest message, in characters: a longer candidate is rejected (``too_long``), a seed
-            conversation holding a longer message is ``failed`` without a request.
+        max_attempts: candidates per position before the conversation ends (HTTP attempts: the backend's).
+        max_chars: longest message: a longer candidate is ``too_long``, a seed conversation holding one ``failed``.
         reject_truncated: reject a message cut by the token limit.
-        temperature, top_p, max_new_tokens: sampling.
+        temperature: sampling temperature.
+        top_p: nucleus sampling's probability mass.
+        max_new_tokens: the token limit of one message.
         seed: the global seed every row's draws and request seeds derive from.
         cache: a ``RequestCache`` or sqlite path for resume, or None.
-        fail_fast: stop the map when the first ``fail_fast`` requests sent all fail the same non-transient
-            way (0: never; see module docstring).
+        fail_fast: stop the map when the first ``fail_fast`` requests sent all fail the same non-transient way (0: never).
+
+    Examples:
+        >>> generated = seeds.map(SelfChat(EndpointBackend("http://127.0.0.1:8080"), "sentence-transformers/all-MiniLM-L6-v2",
+        ...                                seed_texts=seed_messages(seeds)))  # doctest: +SKIP
     """
 
     def __init__(self, backend, embedder, *, language="it", seed_texts=(), store=None, threshold: float = 0.9,
@@ -107,7 +107,7 @@ class SelfChat:
         self.threshold, self.lengths, self.max_attempts = threshold, tuple(lengths), max_attempts
         self.index = index
         self.max_chars, self.reject_truncated = max_chars, reject_truncated
-        self.sampling = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
+        self.sampling: dict = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
         self.seed = seed
         self.cache = cache if isinstance(cache, RequestCache) or cache is None else RequestCache(cache)
         self.embed_batch = embed_batch
@@ -119,7 +119,7 @@ class SelfChat:
 
         self._ready = False
         self._embed = AsyncBatcher(lambda texts: list(self.embedder.encode(texts)), max_batch=self.embed_batch)
-        self.stats = Counter()
+        self.stats: Counter[str] = Counter()
         self.on_event = None  # optional callback(event, stats) for progress displays; not pickled
         self._first_failures: list | None = []  # the first requests' failures while all failed (None: disarmed)
 
@@ -134,7 +134,7 @@ class SelfChat:
     @property
     def verdict_key(self) -> str:
         """Identifies the settings a cached verdict depends on (embedder, threshold, parsing)."""
-        key = (self.embedder.model_id, self.threshold, self.max_chars, self.reject_truncated)
+        key: tuple = (self.embedder.model_id, self.threshold, self.max_chars, self.reject_truncated)
         if self.index != "exact":  # an approximate store may decide differently (exact keys stay as they were)
             key += (self.index,)
         return hashlib.sha256(repr(key).encode()).hexdigest()[:16]
@@ -220,8 +220,8 @@ class SelfChat:
         target = rng.choice(self.lengths)
         seed_msgs = [{"role": m["role"], "content": m["content"]} for m in row["messages"] if m["role"] in ROLES]
         conv = seed_msgs[:max(0, min(len(seed_msgs), target - 2))]
-        info = {"origin": ["seed"] * len(conv), "attempts": [0] * len(conv), "rejected": [0] * len(conv),
-                "rejected_reasons": [{} for _ in conv], "max_sim": [None] * len(conv)}
+        info: dict[str, list] = {"origin": ["seed"] * len(conv), "attempts": [0] * len(conv), "rejected": [0] * len(conv),
+                                  "rejected_reasons": [{} for _ in conv], "max_sim": [None] * len(conv)}
         status, error, models, tokens = "complete", None, set(), [0, 0]
         too_long = next(((i, len(m["content"])) for i, m in enumerate(seed_msgs)
                          if len(m["content"]) > self.max_chars), None)
@@ -233,7 +233,7 @@ class SelfChat:
         while status == "complete" and len(conv) < target:
             pos = len(conv)
             role = "user" if not conv or conv[-1]["role"] == "assistant" else "assistant"
-            reasons, accepted = Counter(), False
+            reasons, accepted = Counter[str](), False
             for attempt in range(self.max_attempts):
                 request = build_request(self.pack, conv, role, seed=_int_seed(self.seed, rid, pos, attempt),
                                         **self.sampling)

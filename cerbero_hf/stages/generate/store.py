@@ -11,13 +11,6 @@ L2-normalised, so the inner product is the cosine.
   approximate FAISS HNSW index (``index="hnsw"``, for stores above about 1M vectors).
 * The final order-aware pass over a whole corpus (merged runs, ``num_proc`` shards) lives in
   :mod:`cerbero_hf.stages.generate.dedup`.
-
-Example:
-    >>> store = EmbeddingStore(dim=3)
-    >>> store.try_add(np.array([1.0, 0.0, 0.0]))
-    (True, -1.0)
-    >>> store.try_add(np.array([1.0, 0.01, 0.0]))[0]
-    False
 """
 
 from __future__ import annotations
@@ -28,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from cerbero_hf.stages.generate.stage import INDEXES  # the store's searches: declared once, with the setting
+from cerbero_hf.stages.generate.config import INDEXES  # the store's searches: declared once, with the setting
 
 DEFAULT_THRESHOLD = 0.9
 # float32 cosines carry ~1e-7 rounding; a value within this of the threshold counts as equal to
@@ -62,10 +55,20 @@ class EmbeddingStore:
         index: ``"exact"`` (numpy matrix products, never misses a neighbour) or ``"hnsw"``
             (FAISS ``IndexHNSWFlat`` with inner product; approximate, for > ~1M vectors).
         capacity: initial preallocated rows (doubles when full: amortised O(1) appends).
-        hnsw_m, ef_search, ef_construction: HNSW parameters. On 100k random 384-d vectors (the hard case,
-            no structure) M=32/efConstruction=80 agrees with exact search on every planted near-duplicate
-            from efSearch=128 (0.93 at 32); on low-rank vectors like real embeddings M=16/40 already agrees at
-            efSearch=32 (``bench/diversity.py --sweep``).
+        hnsw_m: HNSW's ``M``. On 100k random 384-d vectors (the hard case, no structure) M=32/efConstruction=80 agrees
+            with exact search on every planted near-duplicate from efSearch=128 (0.93 at 32); on low-rank vectors like
+            real embeddings M=16/40 already agrees at efSearch=32 (``bench/diversity.py --sweep``).
+        ef_search: HNSW's ``efSearch``.
+        ef_construction: HNSW's ``efConstruction``.
+
+    Examples:
+        >>> import numpy as np
+        >>> from cerbero_hf import EmbeddingStore
+        >>> store = EmbeddingStore(dim=3, threshold=0.9)
+        >>> store.try_add(np.array([1.0, 0.0, 0.0]))  # (added?, largest cosine to a stored vector)
+        (True, -1.0)
+        >>> store.try_add(np.array([1.0, 0.01, 0.0]))  # cosine 0.99995 > 0.9: rejected
+        (False, 0.99995...)
     """
 
     def __init__(self, dim: int, threshold: float = DEFAULT_THRESHOLD, index: str = "exact",
@@ -134,10 +137,11 @@ class EmbeddingStore:
         self._n = need
 
     # -- search ---------------------------------------------------------------------------------
-    def _search(self, v: np.ndarray, want_index: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """Largest inner product of each row of ``v`` with the store (-1.0 when empty), and its row."""
+    def _search(self, v: np.ndarray, want_index: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Largest inner product of each row of ``v`` with the store (-1.0 when empty), and its row (-1 when empty,
+        and everywhere unless ``want_index``)."""
         best = np.full(len(v), -1.0, dtype=np.float32)
-        arg = np.full(len(v), -1, dtype=np.int64) if want_index else None
+        arg = np.full(len(v), -1, dtype=np.int64)
         if not self._n or not len(v):
             return best, arg
         if self._faiss is not None:
@@ -230,7 +234,7 @@ class EmbeddingStore:
             glabel = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
             accepted = ~gbad[glabel]
             # Groups without any conflict with an earlier group are decided; resolve the rest in order.
-            pending = np.flatnonzero(np.logical_or.reduceat(conflict.any(axis=1), starts)) if n else []
+            pending = np.flatnonzero(np.logical_or.reduceat(conflict.any(axis=1), starts)) if n else np.zeros(0, int)
             for gi in pending:
                 if gbad[gi]:
                     continue
@@ -248,7 +252,7 @@ class EmbeddingStore:
                     rank = np.cumsum(accepted) - 1  # store row of accepted candidate j is n0 + rank[j]
                     arg = np.where(use, n0 + rank[j], arg)
             self._append(v[accepted])
-        return accepted, best, arg
+        return accepted, best, (arg if want_nearest else None)
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -274,7 +278,8 @@ class EmbeddingStore:
 
     def __setstate__(self, state):
         m, ef_s, ef_c = state["hnsw_params"]
-        self.__init__(state["dim"], state["threshold"], state["index"], max(1, len(state["vectors"])), m, ef_s, ef_c)
+        EmbeddingStore.__init__(self, state["dim"], state["threshold"], state["index"], max(1, len(state["vectors"])),
+                                m, ef_s, ef_c)
         self._append(state["vectors"])
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,8 @@ def create_store_actor(dim: int, threshold: float, index: str = "exact", preload
     import ray
 
     name = f"cerbero-hf-store-{run_id or uuid.uuid4().hex[:12]}"
-    actor = ray.remote(StoreServer).options(name=name, num_cpus=0, max_restarts=0).remote(dim, threshold, index)
+    # an ActorHandle; Any here because ray's annotations give its methods the plain signatures, without .remote
+    actor: Any = ray.remote(StoreServer).options(name=name, num_cpus=0, max_restarts=0).remote(dim, threshold, index)
     for vectors in preload:
         if len(vectors):
             ray.get(actor.add.remote(np.asarray(vectors, dtype=np.float32)))
@@ -81,13 +83,13 @@ class StoreProxy:
         self.actor, self.index, self.threshold = actor, index, threshold
         self.calls = 0  # remote accept_batch calls made by this copy
         self._pending: list = []
-        self._flusher = None
+        self._flusher: asyncio.Task | None = None
 
     def __getstate__(self) -> dict:
         return {"actor": self.actor, "index": self.index, "threshold": self.threshold}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["actor"], state["index"], state["threshold"])
+        StoreProxy.__init__(self, state["actor"], state["index"], state["threshold"])
 
     async def atry_add(self, vector) -> tuple[bool, float]:
         """Check ``vector`` and add it if novel, batched with the other coroutines' calls; ``(accepted, max_sim)``."""

@@ -142,7 +142,7 @@ def _publish(folder, repo_id: str, repo_type: str, *, files: dict[str, Path], pr
              delete_patterns: tuple[str, ...] = (), space_sdk: str | None = None,
              message: str = "Upload with cerbero-hf", delete_if=None) -> UploadResult:
     """Upload ``files`` (repo path -> local file, from :mod:`~cerbero_hf.stages.publish.files`) in one commit."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub import CommitOperation, CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.hf_api import RepoFile
 
     folder = Path(folder)
@@ -171,8 +171,9 @@ def _publish(folder, repo_id: str, repo_type: str, *, files: dict[str, Path], pr
         statuses += [FileStatus(path, remote[path].size, "deleted") for path in stale]
         if all(s.status == "unchanged" for s in statuses):
             return UploadResult(repo_id, repo_type, str(url), None, statuses)
-        ops = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=src if isinstance(src, bytes) else str(src))
-               for path, src in contents.items()]
+        ops: list[CommitOperation] = [
+            CommitOperationAdd(path_in_repo=path, path_or_fileobj=src if isinstance(src, bytes) else str(src))
+            for path, src in contents.items()]
         ops += [CommitOperationDelete(path_in_repo=path) for path in stale]
         info = api.create_commit(repo_id, ops, commit_message=message, repo_type=repo_type)
         return UploadResult(repo_id, repo_type, str(url), info.oid, statuses)
@@ -199,6 +200,9 @@ def publish_dataset(folder, repo_id: str, *, private: bool = False, token: str |
     ``include`` globs match (:func:`~cerbero_hf.stages.publish.files.dataset_files`). Old parquet shards on the Hub
     that the folder no longer has are deleted in the same commit, so a re-published config never mixes old and
     new rows.
+
+    Examples:
+        >>> result = publish_dataset("out/filtered", "you/cerbero-chat-it", private=True)  # doctest: +SKIP
     """
     _check(folder, repo_id)
     if not (Path(folder) / "README.md").is_file():
@@ -215,6 +219,9 @@ def publish_metric(folder, repo_id: str, *, private: bool = False, token: str | 
     The folder must hold ``<name>.py`` where ``<name>`` is the repo name (evaluate fetches exactly that
     file). An ``app.py`` (the standard evaluate widget) and Space front-matter are added when missing. Uploads
     its ``*.py``, ``README.md`` and ``requirements.txt``, plus the files the ``include`` globs match.
+
+    Examples:
+        >>> result = publish_metric("out/metric/mlm_nll", "you/mlm_nll")  # then evaluate.load("you/mlm_nll")  # doctest: +SKIP
     """
     _check(folder, repo_id)
     name = repo_id.split("/")[-1]
@@ -252,6 +259,9 @@ def publish_model(folder, repo_id: str, *, private: bool = True, token: str | No
     Uploads the model's files (:data:`~cerbero_hf.stages.publish.files.MODEL_FILES`), plus the files the
     ``include`` globs match. Weight shards on the Hub that the folder no longer has are deleted in the same commit.
     The training state (module docstring) is left out, and deleted from the Hub, unless ``include_training_state``.
+
+    Examples:
+        >>> result = publish_model("out/model", "you/cerbero-7b-repro")  # doctest: +SKIP
     """
     import sys
 

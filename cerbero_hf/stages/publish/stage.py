@@ -29,7 +29,14 @@ LOCAL_KINDS = {"dataset": "datasets", "metric": "spaces", "model": "models"}
 
 @dataclass
 class PublishConfig(Config):
-    """Where the corpora, the metric and the model go, and how uploads are retried."""
+    """Where the corpora, the metric and the model go, and how uploads are retried.
+
+    Examples:
+        >>> from cerbero_hf import PublishConfig
+        >>> config = PublishConfig(namespace="you", corpus_name="cerbero-chat-it")
+        >>> config.private, config.model_name, config.token_env  # private repos; the token is read from $HF_TOKEN
+        (True, 'cerbero-7b-repro', 'HF_TOKEN')
+    """
 
     SECTION = "publish"
     namespace: str | None = setting(None, help="Hub user or organisation the repos are created under.", cli=False)
@@ -134,7 +141,10 @@ def card_settings(inputs: dict, name: str, configs: dict | None = None, language
     recipe = {}
     for stage, (config, result) in (("generate" if name == "generated" else "refine", gen if name == "generated"
                                       else ref), ("filter", flt)):
-        params = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else _get(result, "params")
+        if dataclasses.is_dataclass(config) and not isinstance(config, type):
+            params = dataclasses.asdict(config)
+        else:
+            params = _get(result, "params")
         if isinstance(params, dict):
             recipe[stage] = params  # secret-named keys are dropped by the card
     return {"models": {k: str(v) for k, v in models.items() if v},

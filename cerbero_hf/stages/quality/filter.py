@@ -31,6 +31,18 @@ class QualityFilter:
     part is one rejected row with the same ``id``, ``rule="mlm_nll"``, a ``reason`` naming the failing
     message and its NLL, and ``meta["removed_indices"]`` (positions in the original conversation).
     A message with no scorable token (``nll`` is ``None``) fails.
+
+    Examples:
+        >>> import json
+        >>> from datasets import Dataset
+        >>> from cerbero_hf import QualityFilter
+        >>> chat = [{"role": "user", "content": "Ciao?"}, {"role": "assistant", "content": "Ciao!"},
+        ...         {"role": "user", "content": "E poi?"}, {"role": "assistant", "content": "Poi... blah"}]
+        >>> scored = Dataset.from_list([{"id": "c1", "messages": chat, "source": "demo",
+        ...                              "meta": json.dumps({"nll": [1.1, 0.9, 1.4, 3.2]})}])
+        >>> kept, rejected = QualityFilter(max_nll=2.0).split(scored)
+        >>> len(kept[0]["messages"]), rejected[0]["reason"]
+        (2, 'message 3 (assistant): NLL 3.200 is not < 2; conversation truncated at message 2')
     """
 
     def __init__(self, max_nll: float = 2.0, policy: str = "truncate"):
@@ -63,7 +75,7 @@ class QualityFilter:
         cut = failing[0]
         while cut > 0 and msgs[cut - 1]["role"] == "user":
             cut -= 1
-        keep = range(cut)
+        keep = list(range(cut))
         exchange = any(msgs[i]["role"] == "user" and msgs[i + 1]["role"] == "assistant" for i in range(cut - 1))
         if not exchange:
             return None, [self._part(row, meta, range(len(msgs)), f"{why}; no user → assistant exchange before it")]
@@ -91,7 +103,7 @@ class QualityFilter:
 
     def _batch(self, batch: dict, indices: list[int]) -> dict:
         cols = list(batch)
-        out = {c: [] for c in cols + ["rule", "reason", "_kept"]}
+        out: dict[str, list] = {c: [] for c in cols + ["rule", "reason", "_kept"]}
         for k, idx in enumerate(indices):
             row = {c: batch[c][k] for c in cols}
             kept, rejected = self.apply(row, idx)

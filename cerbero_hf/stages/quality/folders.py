@@ -9,15 +9,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 from cerbero_hf.errors import InputError
-
-PARTIAL = ".score-partial"
+from cerbero_hf.stages.quality.resume import PARTIAL, resume_key
 
 
 def score_dataset(ds, scorer, work_dir, *, chunk_rows: int = 256, progress=None):
@@ -42,7 +41,7 @@ def score_dataset(ds, scorer, work_dir, *, chunk_rows: int = 256, progress=None)
             if progress:
                 progress(rows)
         else:
-            advance = _row_advances(progress, rows)
+            advance = _RowAdvances(progress, rows) if progress is not None else None
             try:
                 part = scorer(ds[start:start + chunk_rows], progress=advance)["meta"]
             except InputError as err:  # the scorer counts rows within the chunk: name the row of the input
@@ -57,34 +56,21 @@ def score_dataset(ds, scorer, work_dir, *, chunk_rows: int = 256, progress=None)
     return ds.remove_columns("meta").add_column("meta", metas).select_columns(ds.column_names)
 
 
-def resume_key(folder: Path, *settings) -> str:
-    """The key of a resumable work ``folder``: a hash of ``settings`` (JSON values). A ``folder`` whose ``key`` file
-    holds another key was left by a different input or settings and is removed (start over); the caller writes
-    the key once it starts writing there."""
-    key = hashlib.sha256(json.dumps(list(settings)).encode()).hexdigest()
-    if (folder / "key").exists() and (folder / "key").read_text() != key:
-        shutil.rmtree(folder)
-    return key
-
-
-def _row_advances(progress, rows: int):
+class _RowAdvances:
     """The scorer's ``(copies done, copies in all)`` reports of one chunk as row advances adding up to ``rows``."""
-    if progress is None:
-        return None
-    state = {"done": 0.0}
 
-    def report(done: int, total: int) -> None:
-        now = rows * done / total if total else rows
-        if now > state["done"]:
-            progress(now - state["done"])
-            state["done"] = now
+    def __init__(self, progress: Callable[[float], None], rows: int):
+        self.progress, self.rows, self.done = progress, rows, 0.0
 
-    def finish() -> None:  # a chunk with nothing to score still advances by its rows
-        if state["done"] < rows:
-            progress(rows - state["done"])
+    def __call__(self, done: int, total: int) -> None:
+        now = self.rows * done / total if total else self.rows
+        if now > self.done:
+            self.progress(now - self.done)
+            self.done = now
 
-    report.finish = finish
-    return report
+    def finish(self) -> None:  # a chunk with nothing to score still advances by its rows
+        if self.done < self.rows:
+            self.progress(self.rows - self.done)
 
 
 def card_body(model: str, variant: str, max_nll: float | None, policy: str | None, summaries: dict,

@@ -31,6 +31,13 @@ class PLLScorer(PLLCore):
     ``meta`` with ``nll`` (one per message, ``None`` for a message with no scorable token), ``nll_tokens``,
     ``nll_mean`` (mean over all scored tokens of the conversation), ``nll_model`` and ``nll_variant``. The model
     loads on first use, so the scorer pickles cheaply (``num_proc`` and fingerprinting work).
+
+    Examples:
+        >>> from cerbero_hf import PLLScorer
+        >>> scorer = PLLScorer("dbmdz/bert-base-italian-xxl-cased", batch_tokens=8192)  # nothing loaded yet
+        >>> scored = corpus.map(scorer, batched=True)  # corpus: a Dataset of conversations  # doctest: +SKIP
+        >>> scored[0]["meta"]  # doctest: +SKIP
+        '{"nll": [1.12, 0.87], "nll_tokens": [9, 14], "nll_mean": 0.97, ...}'
     """
 
     def _error(self, message: str, *, file: str | None = None) -> Exception:
@@ -55,7 +62,7 @@ class PLLScorer(PLLCore):
                 texts.append(msg["content"])
                 where.append((r, m))
         scores = self._score(texts, progress)
-        per = [[None] * len(msgs or []) for msgs in convs]
+        per: list[list[TextScore | None]] = [[None] * len(msgs or []) for msgs in convs]
         for (r, m), s in zip(where, scores):
             per[r][m] = s
         out = []

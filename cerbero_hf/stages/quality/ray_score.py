@@ -33,7 +33,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-WORK = "ray"  # under folders.PARTIAL: blocks, key, staging copy of the input
+WORK = "ray"  # under resume.PARTIAL: blocks, key, staging copy of the input
 STAGING = "input.parquet"
 RETRIES = 3  # pipeline restarts after actors were lost for good (ray.kill, a node gone)
 # Tests set this to the name of an actor (namespace REGISTRY_NAMESPACE) with a ``register(handle, pid, node)`` method:
@@ -122,7 +122,7 @@ class ScoreBlock:
 
         from cerbero_hf.errors import InputError
 
-        out = {"block": [], "rows": [], "node": [], "actor": [], "error": []}
+        out: dict[str, list] = {"block": [], "rows": [], "node": [], "actor": [], "error": []}
         for k, start, stop in zip(batch["block"], batch["start"], batch["stop"]):
             rows, error = 0, ""
             try:
@@ -200,7 +200,7 @@ def score_dataset_ray(ds, scorer, work_dir, engine, *, source=None, progress=Non
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cerbero_hf.stages.quality.folders import PARTIAL, resume_key
+    from cerbero_hf.stages.quality.resume import PARTIAL, resume_key
 
     work = Path(work_dir) / PARTIAL / WORK
     blocks = work / "blocks"

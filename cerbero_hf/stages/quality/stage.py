@@ -29,7 +29,13 @@ CORPORA = {"generated": ("generate", "generated"), "refined": ("refine", "refine
 
 @dataclass
 class ScoreConfig(Config):
-    """Which masked LM scores the messages, and how."""
+    """Which masked LM scores the messages, and how.
+
+    Examples:
+        >>> from cerbero_hf import ScoreConfig
+        >>> ScoreConfig(variant="word_l2r", dtype="bfloat16").model is None  # None: the language pack's ``mlm``
+        True
+    """
 
     SECTION = "score"
     model: str | None = setting(None, help="Masked LM (Hub id or folder); default: the language pack's `mlm`.")
@@ -46,7 +52,16 @@ class ScoreConfig(Config):
 
 @dataclass
 class FilterConfig(Config):
-    """The NLL cut: a message passes when its NLL is strictly below ``max_nll``."""
+    """The NLL cut: a message passes when its NLL is strictly below ``max_nll``.
+
+    Examples:
+        >>> from cerbero_hf import FilterConfig
+        >>> FilterConfig(max_nll=2.5, policy="drop_message")
+        FilterConfig(max_nll=2.5, policy='drop_message')
+        >>> FilterConfig(max_nll=0)
+        Traceback (most recent call last):
+        cerbero_hf.errors.InputError: column 'filter.max_nll': filter.max_nll must be > 0, got 0
+    """
 
     SECTION = "filter"
     max_nll: float = setting(2.0, help="Keep messages with NLL strictly below this (the paper's 2).", gt=0)
@@ -132,12 +147,13 @@ def run_score(config: ScoreConfig, ctx: Context) -> ScoreResult:
         raise InputError("stage 'score' found no corpus: enable 'generate' or 'refine'")
     scorer = make_scorer(config)
     result = ScoreResult()
+    on_event = ctx.on_event
     for name, src in corpora.items():
         dest = ctx.output / name
         progress = None
-        if ctx.on_event is not None:
+        if on_event is not None:
             def progress(done, total, name=name):
-                ctx.on_event("scoring", {"corpus": name, "done": done, "total": total})
+                on_event("scoring", {"corpus": name, "done": done, "total": total})
         summary = score_folder(src, dest, scorer, chunk_rows=config.chunk_rows, progress=progress, engine=ctx.engine)
         setattr(result, f"{name}_messages", summary["count"])
         setattr(result, f"{name}_mean_nll", round(summary["mean"], 4) if summary["count"] else None)

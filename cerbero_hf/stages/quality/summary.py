@@ -15,7 +15,7 @@ __all__ = ["QUANTILES", "message_nlls", "summarize"]
 
 def message_nlls(ds_or_rows) -> list:
     """Every per-message NLL stored in the rows' ``meta["nll"]`` (``None`` for unscorable messages)."""
-    out = []
+    out: list[float | None] = []
     for row in ds_or_rows:
         out.extend(get_meta(row).get("nll") or [])
     return out

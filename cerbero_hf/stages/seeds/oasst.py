@@ -1,9 +1,8 @@
 """OASST message tables -> trees of one language -> root-to-leaf seed conversations (paper §3.2).
 
-OpenAssistant publishes one row per message (``message_id``, ``parent_id``, ``message_tree_id``,
-``role`` prompter/assistant, ``lang``, ``text``, ...). Every path from a tree's root to one of its
-leaves is a seed conversation (the paper: 111 Italian trees, 554 messages, 358 paths), and every
-message of the selected trees seeds the diversity store (D10).
+OpenAssistant publishes one row per message (``message_id``, ``parent_id``, ``message_tree_id``, ``role`` prompter/assistant,
+``lang``, ``text``, ...). Every path from a tree's root to one of its leaves is a seed conversation (the paper: 111 Italian
+trees, 554 messages, 358 paths), and every message of the selected trees seeds the diversity store (D10).
 
 Which messages are kept, and why the others are not (each dropped message is a ``rejected`` row):
 
@@ -14,14 +13,8 @@ Which messages are kept, and why the others are not (each dropped message is a `
   not a boolean or 0/1: never converted to text), empty text, an unknown role, a root that is not a prompter
   message, or a reply with the same role as its parent;
 * ``too_long``: the text is longer than ``schema.MAX_MESSAGE_CHARS`` characters;
-* ``orphan``: the parent is missing from the table or was dropped by a rule above; the
-  descendants of a dropped message are orphans too (a path must start at a real root, so no
-  subtree is promoted to a tree of its own).
-
-Example:
-    >>> result = build_seeds(rows, "it")
-    >>> result.paths[0]["messages"][0]["role"]
-    'user'
+* ``orphan``: the parent is missing from the table or was dropped by a rule above; the descendants of a dropped
+  message are orphans too (a path must start at a real root, so no subtree is promoted to a tree of its own).
 """
 
 from __future__ import annotations
@@ -47,9 +40,8 @@ class SeedSet:
     """What :func:`build_seeds` returns: rows in the corpus schema (``schema.make_row``).
 
     Attributes:
-        paths: one row per root-to-leaf path, id ``oasst-<leaf message id>``; meta holds
-            ``tree_id``, ``message_ids``, ``path_index`` (the path's number within its tree),
-            ``lang`` and ``origin`` (``"seed"`` for every message).
+        paths: one row per root-to-leaf path, id ``oasst-<leaf message id>``; meta holds ``tree_id``, ``message_ids``,
+            ``path_index`` (the path's number within its tree), ``lang`` and ``origin`` (``"seed"`` for every message).
         messages: one row per kept message of the selected trees (the D10 store seed set), id
             the message id; meta holds ``tree_id`` and ``parent_id``.
         rejected: one row per dropped message, plus ``rule`` and ``reason``.
@@ -152,17 +144,22 @@ def build_seeds(table: Iterable[dict], language: str = "it") -> SeedSet:
     """Build the trees of one language and emit every root-to-leaf path as a seed conversation.
 
     Args:
-        table: OASST message rows (a ``datasets.Dataset`` or any iterable of dicts). Required
-            columns: ``message_id``, ``parent_id``, ``role``, ``lang``, ``text``; optional:
-            ``message_tree_id`` (default: the root's id), ``deleted``.
+        table: OASST message rows (a ``datasets.Dataset`` or any iterable of dicts). Required columns: ``message_id``,
+            ``parent_id``, ``role``, ``lang``, ``text``; optional: ``message_tree_id`` (default: the root's id), ``deleted``.
         language: the OASST ``lang`` code to keep (e.g. ``"it"``).
 
     Returns:
-        A :class:`SeedSet`. Every input message is in exactly one of ``messages`` and
-        ``rejected``. Paths and trees follow input order.
+        A :class:`SeedSet` (input order); every input message is in exactly one of ``messages`` and ``rejected``.
 
     Raises:
         InputError: missing columns, a missing or duplicate ``message_id``.
+
+    Examples:
+        >>> from cerbero_hf import build_seeds
+        >>> rows = [{"message_id": "q", "parent_id": None, "role": "prompter", "lang": "it", "text": "Ciao?"},
+        ...         {"message_id": "a", "parent_id": "q", "role": "assistant", "lang": "it", "text": "Ciao!"}]
+        >>> build_seeds(rows, "it").paths[0]["messages"]
+        [{'role': 'user', 'content': 'Ciao?'}, {'role': 'assistant', 'content': 'Ciao!'}]
     """
     rows = [dict(r) for r in table]
     _check_columns(rows)
@@ -238,10 +235,15 @@ def build_seeds(table: Iterable[dict], language: str = "it") -> SeedSet:
 def seeds_from_oasst(table, language: str = "it"):
     """The seeds transform on Datasets (paper §3.2, D10).
 
-    Input columns: ``message_id``, ``parent_id``, ``role``, ``lang``, ``text`` (optionally
-    ``message_tree_id``, ``deleted``). Output: a ``datasets.DatasetDict`` with ``default`` (one
-    seed conversation per root-to-leaf path, corpus schema), ``messages`` (every kept message:
-    the initial diversity store) and ``rejected`` (dropped messages with ``rule`` and ``reason``).
+    Input columns: those of :func:`build_seeds`. Output: a ``datasets.DatasetDict`` with ``default`` (one seed
+    conversation per root-to-leaf path, corpus schema), ``messages`` (every kept message: the initial diversity
+    store) and ``rejected`` (dropped messages with ``rule`` and ``reason``).
+
+    Examples:
+        >>> rows = [{"message_id": "q", "parent_id": None, "role": "prompter", "lang": "it", "text": "Ciao?"},
+        ...         {"message_id": "a", "parent_id": "q", "role": "assistant", "lang": "en", "text": "Hi!"}]
+        >>> seeds_from_oasst(rows).num_rows  # the English answer is rejected (rule "language")
+        {'default': 1, 'messages': 1, 'rejected': 1}
     """
     from datasets import DatasetDict
 
@@ -268,9 +270,7 @@ def _card_body(counts: dict, language: str, source: str) -> str:
 
 def write_seed_folder(result: SeedSet, output, language: str, source: str = "") -> dict[str, int]:
     """Write a :class:`SeedSet` as a Hub-layout folder (``default``, ``messages``, ``rejected``); returns its counts.
-
-    Raises :class:`InputError` when no tree of ``language`` was found.
-    """
+    Raises :class:`InputError` when no tree of ``language`` was found."""
     from cerbero_hf.io import save_hub_folder
     from cerbero_hf.schema import features, rejected_features, to_dataset
 
@@ -288,7 +288,12 @@ def write_seed_folder(result: SeedSet, output, language: str, source: str = "") 
 
 
 def write_seeds(table, output, language: str = "it", source: str = "") -> dict[str, int]:
-    """``build_seeds`` + ``write_seed_folder``: the ``seeds`` stage in one call."""
+    """``build_seeds`` + ``write_seed_folder``: the ``seeds`` stage in one call; returns the counts.
+
+    Examples:
+        >>> write_seeds([{"message_id": "q", "parent_id": None, "role": "prompter", "lang": "it", "text": "Ciao?"}], "out")
+        {'trees': 1, 'messages': 1, 'paths': 1}
+    """
     from cerbero_hf.languages import load_language
 
     code = load_language(language).code

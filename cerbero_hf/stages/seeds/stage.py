@@ -16,7 +16,13 @@ from cerbero_hf.stages.base import Context, Result, Stage, output
 
 @dataclass
 class SeedsConfig(Config):
-    """Where the OASST messages come from, and which language's trees to keep."""
+    """Where the OASST messages come from, and which language's trees to keep.
+
+    Examples:
+        >>> from cerbero_hf import SeedsConfig
+        >>> SeedsConfig(input="oasst.jsonl")
+        SeedsConfig(input='oasst.jsonl', split='train', language='it')
+    """
 
     SECTION = "seeds"
     input: str = setting("OpenAssistant/oasst1", help="OASST message table: a file, a folder or a Hub dataset id.",

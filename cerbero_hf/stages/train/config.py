@@ -19,8 +19,10 @@ import copy
 import dataclasses
 import enum
 import importlib.util
+import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from transformers import HfArgumentParser
@@ -39,6 +41,12 @@ class TrainConfig(SFTConfig, Config):
 
     ``output_dir`` ``None`` means the stage's folder (recipe) or the OUTPUT argument (CLI). Hub tokens come
     from the environment or ``hf auth login``, never from this config.
+
+    Examples:
+        >>> from cerbero_hf import TrainConfig
+        >>> config = TrainConfig(model="mistralai/Mistral-7B-v0.1", corpora=["out/filtered"], lora=True)
+        >>> config.learning_rate, config.max_length, config.lr_scheduler_type.value  # the paper's Table 1
+        (5e-06, 8192, 'cosine')
     """
 
     SECTION: ClassVar[str] = "train"
@@ -51,14 +59,17 @@ class TrainConfig(SFTConfig, Config):
     warmup_steps: float = setting(10, help="Warm-up steps (Table 1: 10; below 1: a share of the steps).", ge=0)
     num_train_epochs: float = setting(1.0, help="Epochs (Table 1: 1).", gt=0)
     per_device_train_batch_size: int = setting(4, help="Micro batch size per device (Table 1: 4).", ge=1)
-    per_device_eval_batch_size: int | None = setting(None, help="Eval batch size (default: the training one).",
-                                                     ge=1)
+    # None until __post_init__ decides (the training batch size; the GPU's bf16 support; bitsandbytes' optimizer):
+    # after construction these three hold TRL's types, so the narrower base-class types are kept for readers.
+    per_device_eval_batch_size: int | None = setting(  # type: ignore[assignment]
+        None, help="Eval batch size (default: the training one).", ge=1)
     gradient_accumulation_steps: int = setting(4, help="Gradient accumulation steps (paper: 4).", ge=1)
     packing: bool = setting(True, help="Pack conversations into max_length blocks (paper: on).")
     activation_checkpointing: bool | None = setting(True, help="Activation checkpointing (paper: on; off on CPU).")
-    bf16: bool | None = setting(None, help="bf16 mixed precision (default: on where the GPU supports it).")
-    optim: str | None = setting(None, help="Optimizer (default: adamw_bnb_8bit on a GPU with bitsandbytes, "
-                                           "else adamw_torch).")
+    bf16: bool | None = setting(  # type: ignore[assignment]
+        None, help="bf16 mixed precision (default: on where the GPU supports it).")
+    optim: str | None = setting(  # type: ignore[assignment]
+        None, help="Optimizer (default: adamw_bnb_8bit on a GPU with bitsandbytes, else adamw_torch).")
     save_steps: float = setting(100, help="Save (and push) a checkpoint every N steps.", gt=0)
     save_total_limit: int | None = setting(3, help="Keep at most N checkpoints.", ge=1)
     report_to: None | str | list[str] = setting("none", help="Trackers: none, trackio, wandb, ...")
@@ -136,6 +147,12 @@ class TrainConfig(SFTConfig, Config):
             return dataclasses.replace(config, corpora=corpora)
         except InputError as err:
             raise InputError(err.message, file=file, column=err.column) from None
+
+    def output_path(self) -> Path:
+        """``output_dir`` as a path; an :class:`InputError` while it is still unset (None)."""
+        if not self.output_dir:
+            raise InputError("an output folder is needed")
+        return Path(self.output_dir)
 
     def recipe_table(self) -> dict[str, Any]:
         """The hyper-parameters shown in the model card (no paths, no secrets)."""
@@ -218,18 +235,19 @@ class _Parser(HfArgumentParser):
 
     def _add_dataclass_arguments(self, dtype) -> None:
         hints = typing.get_type_hints(dtype)
-        ours = self.add_argument_group("cerbero-hf settings and the paper's defaults (recipe section train:)")
-        groups = [(ours, True), (self.add_argument_group("TRL SFTConfig / transformers TrainingArguments"), False)]
+        our_group = self.add_argument_group("cerbero-hf settings and the paper's defaults (recipe section train:)")
+        groups = [(our_group, True), (self.add_argument_group("TRL SFTConfig / transformers TrainingArguments"), False)]
         for group, ours in groups:
             for f in dataclasses.fields(dtype):
                 if not f.init or is_ours(f) != ours:
                     continue
                 meta = {k: v for k, v in f.metadata.items() if k in self.ARGPARSE_KEYS and v is not None}
                 f = copy.copy(f)  # the class's own Field objects stay untouched
-                f.metadata, f.type = meta, hints[f.name]
-                self._parse_dataclass_field(group, f)
+                f.metadata, f.type = types.MappingProxyType(meta), hints[f.name]
+                # transformers passes argument groups here too, though it annotates an ArgumentParser
+                self._parse_dataclass_field(group, f)  # type: ignore[arg-type]
 
 
 def parser(prog: str = "cerbero-hf train", **kwargs) -> HfArgumentParser:
     """The ``HfArgumentParser`` over :class:`TrainConfig`: one ``--flag`` (and ``--flag_name``) per field."""
-    return _Parser(TrainConfig, prog=prog, **kwargs)
+    return _Parser(TrainConfig, prog=prog, **kwargs)  # type: ignore[arg-type]  # transformers: a NewType of Any

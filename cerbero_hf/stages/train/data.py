@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cerbero_hf.errors import InputError
 from cerbero_hf.schema import MAX_MESSAGE_CHARS, messages_problem
@@ -84,7 +85,8 @@ def select_corpora(corpora: list[Corpus], condition: str) -> list[Corpus]:
     chosen = [c for c in corpora if prefixes is None or c.name.startswith(prefixes)]
     if not chosen:
         names = ", ".join(c.name for c in corpora) or "none"
-        raise InputError(f"condition {condition!r} needs a corpus named {prefixes[0]}* (got: {names}); "
+        needs = f"a corpus named {prefixes[0]}*" if prefixes else "a corpus"
+        raise InputError(f"condition {condition!r} needs {needs} (got: {names}); "
                          f"name corpora as NAME=PATH, e.g. fauno=out/fauno generated=out/generated")
     return chosen
 
@@ -137,7 +139,7 @@ class _Normalise:
         self.pack, self.name, self.max_chars = pack, corpus_name, max_chars
 
     def __call__(self, batch: dict, indices: list[int]) -> dict:
-        out = {"id": [], "source": [], "messages": [], "reason": []}
+        out: dict[str, list] = {"id": [], "source": [], "messages": [], "reason": []}
         ids, sources = batch.get("id") or [None] * len(indices), batch.get("source") or [None] * len(indices)
         for i, msgs, rid, src in zip(indices, batch["messages"], ids, sources):
             reason = row_problem(rid, msgs, src, max_chars=self.max_chars)
@@ -177,7 +179,8 @@ def build_training_set(corpora: list, *, condition: str = "full", seed: int = 42
     rng = np.random.default_rng(seed)
     feats = Features({"id": Value("string"), "source": Value("string"), "reason": Value("string"),
                       "messages": List({"role": Value("string"), "content": Value("string")})})
-    parts, report = [], {"condition": condition, "seed": seed, "corpora": [], "skipped": []}
+    parts: list = []
+    report: dict[str, Any] = {"condition": condition, "seed": seed, "corpora": [], "skipped": []}
     for c in chosen:
         ds = load_table(c.path, config=c.config, split=c.split)
         if "messages" not in ds.column_names:

@@ -40,7 +40,7 @@ def training_data(cfg: TrainConfig):
         return (*_split(ds, cfg.eval_fraction, cfg.seed), report)
     from datasets import load_from_disk
 
-    folder = Path(cfg.output_dir) / PREPARED
+    folder = cfg.output_path() / PREPARED
 
     def prepare() -> None:
         import shutil

@@ -12,11 +12,14 @@ Output: a model folder (``save_pretrained`` layout, README model card, ``cerbero
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cerbero_hf.errors import InputError
-from cerbero_hf.stages.base import Context, Result, Stage, output
+from cerbero_hf.stages.base import Context, Stage
+from cerbero_hf.stages.train.result import TrainResult
+
+if TYPE_CHECKING:  # importing it imports TRL
+    from cerbero_hf.stages.train.config import TrainConfig
 
 # filter output -> corpus name (the names the condition presets pick)
 CORPUS_NAMES = {"generated": "generated", "refined": "fauno"}
@@ -38,7 +41,7 @@ class TrainConfigRef:
         return dict(self.section)
 
     @classmethod
-    def load(cls) -> type:
+    def load(cls) -> type[TrainConfig]:
         """The real config class (imports TRL)."""
         from cerbero_hf.stages.train.config import TrainConfig
 
@@ -54,23 +57,6 @@ class TrainConfigRef:
         """
         config = cls.load().from_recipe(section, file=file, defaults=defaults, enabled=enabled)
         return config if enabled else cls(section)  # a disabled section is checked too, and kept as written
-
-
-@dataclass
-class TrainResult(Result):
-    """What a run produced: figures for the summary and the paths written."""
-
-    rows: int = 0
-    rejected: int = 0  # corpus rows not trained on (wrong types, oversized messages, ...): see the manifest
-    steps: int = 0
-    tokens: int = 0
-    train_loss: float | None = None
-    eval_loss: float | None = None
-    seconds: float | None = None
-    resumed_from: str | None = None
-    model: str | None = output()   # the model folder
-    merged: str | None = output()  # the merged LoRA model folder, when merge_lora
-    hub: str | None = output()     # the Hub repo id, when push_to_hub
 
 
 def filter_corpora(ctx: Context) -> list[str]:
@@ -99,8 +85,9 @@ def run_train(config, ctx: Context) -> TrainResult:
         changes["output_dir"] = str(ctx.output)
     if ctx.overwrite:  # cerbero-hf run --overwrite
         changes["overwrite"] = True
-    callbacks = [event_callback(ctx.on_event)] if ctx.on_event is not None else []  # the recipe console's rows
-    on_note = (lambda line: ctx.on_event("note", {"message": line})) if ctx.on_event is not None else None
+    on_event = ctx.on_event
+    callbacks = [event_callback(on_event)] if on_event is not None else []  # the recipe console's rows
+    on_note = (lambda line: on_event("note", {"message": line})) if on_event is not None else None
     return train(dataclasses.replace(config, **changes) if changes else config, callbacks=callbacks, on_note=on_note)
 
 

@@ -30,7 +30,7 @@ from cerbero_hf.stages.train.config import TrainConfig  # noqa: F401  (public AP
 from cerbero_hf.stages.train.data import CONDITIONS, Corpus, build_training_set, check_corpora  # noqa: F401
 from cerbero_hf.stages.train.model_card import write_card, write_saved
 from cerbero_hf.stages.train.ranks import PREPARED, batch_note, check_resume, how_trained, training_data
-from cerbero_hf.stages.train.stage import TrainResult
+from cerbero_hf.stages.train.result import TrainResult
 
 MANIFEST = "cerbero_train.json"
 
@@ -70,6 +70,8 @@ def _trainer_class():
     class CerberoSFTTrainer(SFTTrainer):
         card_writer = None
         saved_writer = None
+        rank_tokens = 0  # this rank's own tokens and steps
+        rank_steps = 0
 
         def create_model_card(self, *args, **kwargs):
             if self.card_writer is not None and self.is_world_process_zero():
@@ -88,15 +90,12 @@ def _trainer_class():
                 self.rank_tokens += int(inputs["position_ids"].size(1))
             self.rank_steps += 1
             return super().training_step(model, inputs, *args, **kwargs)
-
-    CerberoSFTTrainer.rank_tokens = 0
-    CerberoSFTTrainer.rank_steps = 0
     return CerberoSFTTrainer
 
 
 def merged_folder(cfg: TrainConfig) -> Path:
     """Where a merged LoRA model goes: ``OUTPUT-merged``."""
-    return Path(str(Path(cfg.output_dir)) + "-merged")
+    return Path(str(cfg.output_path()) + "-merged")
 
 
 def _merge_lora(cfg: TrainConfig, tok, report: dict, stops: list[str]) -> Path:
@@ -105,12 +104,12 @@ def _merge_lora(cfg: TrainConfig, tok, report: dict, stops: list[str]) -> Path:
     from peft import PeftModel
 
     base = _load_model(cfg, bf16=False, quantize=False)
-    merged = PeftModel.from_pretrained(base, cfg.output_dir).merge_and_unload()
+    merged = PeftModel.from_pretrained(base, str(cfg.output_path())).merge_and_unload()
     out = merged_folder(cfg)
     merged.save_pretrained(out)
     tok.save_pretrained(out)
     write_card(cfg, report, stops, out, merged=True)
-    if cfg.push_to_hub:
+    if cfg.push_to_hub and cfg.hub_model_id:  # check_inputs: pushing needs a repo id
         from huggingface_hub import HfApi
 
         api = HfApi()
@@ -121,8 +120,7 @@ def _merge_lora(cfg: TrainConfig, tok, report: dict, stops: list[str]) -> Path:
 
 def check_inputs(cfg: TrainConfig) -> None:
     """Fail fast, before any heavy work, on a missing output folder, corpus or repo id, or a bad condition."""
-    if not cfg.output_dir:
-        raise InputError("an output folder is needed")
+    cfg.output_path()  # an output folder is needed
     if cfg.push_to_hub and not cfg.hub_model_id:
         raise InputError("pushing to the Hub needs a repo id (--hub-model-id USER/NAME)")
     if cfg.load_in_4bit and not (cfg.lora and not cfg.use_cpu and importlib.util.find_spec("bitsandbytes")):
@@ -182,6 +180,11 @@ def train(cfg: TrainConfig, callbacks: list | tuple = (), on_note: Callable[[str
     Under ``torchrun`` or ``accelerate launch`` every rank calls this and trains; only the main process locks the
     output, writes the card, ``cerbero_train.json`` and the merged model, and pushes (see
     :mod:`cerbero_hf.distributed`). Every rank returns the same result.
+
+    Examples:
+        >>> from cerbero_hf import TrainConfig, train
+        >>> config = TrainConfig(model="mistralai/Mistral-7B-v0.1", corpora=["out/filtered"], output_dir="out/model")
+        >>> result = train(config)  # doctest: +SKIP
     """
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -191,7 +194,7 @@ def train(cfg: TrainConfig, callbacks: list | tuple = (), on_note: Callable[[str
     note = batch_note(cfg)
     if note and distributed.is_main():
         (on_note or logging.getLogger("cerbero_hf").warning)(note)
-    out = Path(cfg.output_dir)
+    out = cfg.output_path()
     last = get_last_checkpoint(str(out)) if cfg.resume and out.is_dir() else None
     check_resume(last)
     try:
@@ -206,13 +209,13 @@ def train(cfg: TrainConfig, callbacks: list | tuple = (), on_note: Callable[[str
 def _train(cfg: TrainConfig, callbacks, last: str | None) -> TrainResult:
     from transformers import AutoTokenizer
 
-    out = Path(cfg.output_dir)
+    out = cfg.output_path()
     train_ds, eval_ds, report = training_data(cfg)
 
     tok = AutoTokenizer.from_pretrained(cfg.model)
     training_template, inference_template, stops = templates(cfg, tok.eos_token)
     tok.chat_template = training_template
-    model = _load_model(cfg, cfg.bf16, quantize=cfg.load_in_4bit)
+    model = _load_model(cfg, bool(cfg.bf16), quantize=cfg.load_in_4bit)
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig

@@ -63,6 +63,7 @@ class GenerationError(Exception):
         transient: False when a retry would only repeat it (a client error such as 400/401/404/422, a
             local failure): the request, or the configuration behind it, is wrong.
         detail: the server's own error text (one line, shortened, never an API key), when it sent one.
+        url: the replica (or replicas) that failed, when the backend has several.
     """
 
     def __init__(self, reason: str, attempts: int, *, status: int | None = None, transient: bool = True,
@@ -70,6 +71,7 @@ class GenerationError(Exception):
         text = f"{reason}: {detail}" if detail else reason
         super().__init__(f"{text} (after {attempts} attempt{'s' if attempts != 1 else ''})")
         self.reason, self.attempts, self.status, self.transient, self.detail = reason, attempts, status, transient, detail
+        self.url: str | None = None
 
     @property
     def kind(self) -> tuple:

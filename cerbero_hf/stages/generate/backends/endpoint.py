@@ -98,8 +98,18 @@ class EndpointBackend:
             ``transformers serve``'s ``generation_config``: it samples only when the model's generation
             config has ``do_sample=True`` and otherwise ignores ``temperature``).
         replica_failures: attempts failing in a row (transient faults) that pause a replica.
-        replica_pause / replica_pause_max: a replica's first pause in seconds, and the longest (each pause
-            without an answer since the last one doubles it).
+        replica_pause: a replica's first pause in seconds (each pause without an answer since the last one doubles it).
+        replica_pause_max: a replica's longest pause in seconds.
+
+    Examples:
+        >>> import asyncio
+        >>> from cerbero_hf import EndpointBackend
+        >>> from cerbero_hf.stages.generate.backends import Request
+        >>> backend = EndpointBackend("http://10.0.0.1:8080,http://10.0.0.2:8080", concurrency=16)  # two replicas
+        >>> backend.urls
+        ['http://10.0.0.1:8080', 'http://10.0.0.2:8080']
+        >>> asyncio.run(backend.generate(Request(messages=[{"role": "user", "content": "Ciao!"}]))).text  # doctest: +SKIP
+        'Ciao! Come posso aiutarti?'
     """
 
     def __init__(self, url: str, mode: str = "chat", model: str | None = None, *, api_key_env: str | None = None,
@@ -120,7 +130,9 @@ class EndpointBackend:
         self.request_attempts, self.backoff, self.backoff_max = request_attempts, backoff, backoff_max
         self.stats = new_stats()
         self.replicas = Replicas(self.urls, replica_failures, replica_pause, replica_pause_max)
-        self._loop = self._clients = self._sem = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the event loop the clients below are bound to
+        self._clients: list | None = None
+        self._sem: asyncio.Semaphore | None = None
 
     @property
     def sent_to(self) -> dict:
@@ -165,10 +177,10 @@ class EndpointBackend:
         client.exit_stack.push_async_callback(client._async_client.aclose)
         return client
 
-    def _bind(self):
+    def _bind(self) -> tuple[list, asyncio.Semaphore]:
         """(Re)build the loop-bound clients (one per replica) and semaphore for the running event loop."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
+        if self._loop is not loop or self._clients is None or self._sem is None:
             key = os.environ.get(self.api_key_env) if self.api_key_env else None
             clients = [self._client_for(url, key) for url in self.urls]
             self._loop, self._clients, self._sem = loop, clients, asyncio.Semaphore(self.concurrency)

@@ -12,7 +12,7 @@ torch and transformers are imported when the model is loaded.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from cerbero_hf.stages.generate.backends.base import GenerationError, Request, Result, new_stats
 
@@ -33,7 +33,8 @@ class LocalLM:
                  dtype: str | None = None, threads: int | None = None):
         self.name, self.revision, self.device, self.dtype, self.threads = str(model), revision, device, dtype, threads
         self.truncated = 0  # prompts cut to fit the model's window
-        self._lm = self._tok = None
+        self._lm: Any = None  # the transformers model and tokenizer, once loaded
+        self._tok: Any = None
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_lm": None, "_tok": None}
@@ -56,7 +57,8 @@ class LocalLM:
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         lm = AutoModelForCausalLM.from_pretrained(self.name, revision=self.revision, dtype=getattr(torch, self.dtype))
-        self._lm, self._tok = lm.to(self.device).eval(), tok
+        # transformers' decorator on `to` hides its signature from type checkers (it takes a device)
+        self._lm, self._tok = lm.to(self.device).eval(), tok  # type: ignore[arg-type]
         return self
 
     @property
@@ -143,6 +145,11 @@ class LocalBackend:
 
     One batch shares one set of sampling parameters and one torch seed (the first request's), so a
     per-request seed is not honoured exactly under batching.
+
+    Examples:
+        >>> from cerbero_hf import LocalBackend, SelfChat
+        >>> backend = LocalBackend("Qwen/Qwen2.5-0.5B-Instruct", device="cuda", max_batch=32)  # doctest: +SKIP
+        >>> chat = SelfChat(backend, "sentence-transformers/all-MiniLM-L6-v2", seed_texts=["Ciao!"])  # doctest: +SKIP
     """
 
     def __init__(self, model: "str | LocalLM", mode: str = "chat", *, device: str = "cpu", max_batch: int = 16):
