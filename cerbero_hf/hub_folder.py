@@ -66,6 +66,30 @@ def arrow_nbytes(ds) -> int:
     return sum(batch.nbytes for batch in ds.with_format("arrow").iter(batch_size=10_000))
 
 
+def write_parquet(ds, path: Path, row_group_rows: int = 10_000) -> None:
+    """``ds.to_parquet(path)``, except that rows held in Arrow files are read as plain files
+    (:mod:`cerbero_hf.arrow_files`): writing a million-row corpus keeps no gigabyte of mapped pages resident."""
+    from cerbero_hf.arrow_files import record_batches, stream_files
+
+    files = stream_files(ds)
+    if not files:
+        ds.to_parquet(str(path))
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = ds.features.arrow_schema  # with the features in its metadata, as datasets writes it
+    pending: list = []
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for batch in record_batches(ds, files):  # row groups of row_group_rows rows (the last one shorter)
+            pending.append(pa.Table.from_batches([batch]).cast(schema))
+            if sum(t.num_rows for t in pending) >= row_group_rows:
+                writer.write_table(pa.concat_tables(pending), row_group_size=row_group_rows)
+                pending = []
+        if pending:
+            writer.write_table(pa.concat_tables(pending), row_group_size=row_group_rows)
+
+
 def save_hub_folder(out: str | os.PathLike, configs: dict, *, card_data: dict | None = None, body: str = "",
                     pretty_name: str | None = None) -> Path:
     """Write ``{config: Dataset}`` as a Hub-layout folder with a README dataset card.
@@ -96,7 +120,7 @@ def save_hub_folder(out: str | os.PathLike, configs: dict, *, card_data: dict | 
         d.mkdir(parents=True, exist_ok=True)
         for old in d.glob("train-*.parquet"):
             old.unlink()
-        ds.to_parquet(str(d / "train-00000-of-00001.parquet"))
+        write_parquet(ds, d / "train-00000-of-00001.parquet")
         if len(ds) == 0 and name != "default":
             continue  # datasets cannot load it: not announced (io.load_config still reads it)
         # Sizes in the card (as push_to_hub writes them). datasets hashes a local folder's cache key from the

@@ -1,6 +1,7 @@
 """The train stage's fixtures (auto-loaded by conftest.py as a pytest plugin), shared by its test modules.
 
 * ``base_lm`` (module): a copy of the session's tiny chat Mistral, so no test can change the shared one.
+* ``train_config(base, corpora, out, **settings)``: a tiny, fast ``TrainConfig`` over those two corpora.
 * ``corpora`` (module): two Hub-layout corpora in our row schema, ``fauno`` (24 rows, Fauno's ``ai`` role) and
   ``generated`` (16 rows), each conversation a system prompt (dropped by the training set) and two exchanges.
 """
@@ -34,3 +35,15 @@ def corpora(tmp_path_factory):
                          source=name) for i in range(n)]
         out[name] = str(save_hub_folder(root / name, {"default": Dataset.from_list(rows, features=features())}))
     return out
+
+
+def train_config(base, corpora, out, **settings):
+    """A ``TrainConfig`` for a few fast steps of the tiny model on the ``corpora`` fixture (``settings`` win)."""
+    from cerbero_hf.stages.train.config import TrainConfig
+
+    args = dict(model=str(base), corpora=[f"fauno={corpora['fauno']}", f"generated={corpora['generated']}"],
+                output_dir=str(out), max_length=128, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                learning_rate=1e-3, warmup_steps=0, logging_steps=1, save_steps=2, eval_fraction=0.0)
+    args.update(settings)
+    return TrainConfig(**args)
+

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from cerbero_hf.arrow_files import record_batches, stream_files
 from cerbero_hf.errors import InputError
 from cerbero_hf.schema import get_meta, row_problem
 from cerbero_hf.stages.refine.rules import TRANSCRIPT
@@ -83,32 +84,6 @@ def read_row(raw: dict, index: int, text_column: str | None, source: str) -> dic
     return row
 
 
-def _files(table) -> list[str] | None:
-    """The Arrow files whose rows, in order, are exactly ``table`` (a ``datasets`` table), or None: an in-memory
-    table, or one changed after loading (renamed or cast columns, ...)."""
-    from datasets.table import ConcatenationTable, MemoryMappedTable
-
-    if isinstance(table, MemoryMappedTable):  # a schema's metadata replaced after loading changes no row
-        changed = [op for op, _, _ in table.replays or () if op != "replace_schema_metadata"]
-        return None if changed else [table.path]
-    if isinstance(table, ConcatenationTable) and all(len(row) == 1 for row in table.blocks):
-        paths = [_files(row[0]) for row in table.blocks]
-        return None if any(p is None for p in paths) else [f for p in paths if p is not None for f in p]
-    return None
-
-
-def _stream_files(ds) -> list[str] | None:
-    """The Arrow stream files that hold exactly ``ds``'s rows, in order (None: read it through ``ds``)."""
-    import pyarrow as pa
-
-    files = _files(ds.data) if getattr(ds, "_indices", None) is None else None
-    for path in files or ():
-        with pa.OSFile(path) as fh:
-            if not pa.ipc.open_stream(fh).schema.equals(ds.data.schema, check_metadata=False):
-                return None
-    return files or None
-
-
 class Part:
     """One input of a refine run: its rows, read a chunk at a time (:meth:`chunks`), the ``source`` of its rows
     without one, and its name for messages (``file``).
@@ -121,21 +96,14 @@ class Part:
     def __init__(self, ds, source: str = "", file: str | None = None):
         self.source, self.file = source, file
         self.features, self.column_names, self.num_rows = ds.features, ds.column_names, len(ds)
-        self.files = _stream_files(ds)
+        self.files = stream_files(ds)
         self.ds = None if self.files else ds
 
     def __len__(self) -> int:
         return self.num_rows
 
     def _batches(self) -> Iterator:
-        if self.ds is not None:
-            yield from self.ds.with_format("arrow").iter(batch_size=10_000)
-            return
-        import pyarrow as pa
-
-        for path in self.files or ():
-            with pa.OSFile(path) as fh:
-                yield from pa.ipc.open_stream(fh)
+        return record_batches(self.ds, self.files)
 
     def chunks(self, rows: int) -> Iterator:
         """The rows, in order, as ``pyarrow.Table`` s of ``rows`` rows (the last one shorter)."""

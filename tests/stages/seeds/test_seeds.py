@@ -131,7 +131,7 @@ def test_a_clean_subset_writes_a_folder_that_loads(tmp_path, cli_env):
     ``rejected`` config is kept with its schema and read by ``load_config`` (datasets cannot load an empty split)."""
     from datasets import load_dataset
 
-    from cerbero_hf.hub_folder import load_config
+    from cerbero_hf.io import load_config
 
     clean = tmp_path / "clean.jsonl"
     rows = [{"message_id": "r", "parent_id": None, "role": "prompter", "lang": "it", "text": "Ciao, come stai?"},

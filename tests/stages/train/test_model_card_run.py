@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from conftest import FIXTURES, run_cli
+from fixtures_train import train_config
 from huggingface_hub import ModelCard
 from huggingface_hub.utils import validate_repo_id
 
@@ -20,12 +21,8 @@ from cerbero_hf.stages.train.trainer import train
 PUBLIC_FILES = ("README.md", "adapter_config.json")
 
 
-def _cfg(base, corpora, out, **kw):
-    args = dict(model=str(base), corpora=[f"fauno={corpora['fauno']}", f"generated={corpora['generated']}"],
-                output_dir=str(out), max_length=128, per_device_train_batch_size=4, gradient_accumulation_steps=1,
-                learning_rate=1e-3, warmup_steps=0, logging_steps=1, save_steps=1, eval_fraction=0.0)
-    args.update(kw)
-    return TrainConfig(**args)
+def _cfg(base, corpora, out, **settings):
+    return train_config(base, corpora, out, save_steps=1, **settings)
 
 
 def _hub_metadata(folder: Path):

@@ -11,6 +11,7 @@ import sys
 
 import torch
 from conftest import run_cli
+from fixtures_train import train_config
 
 from cerbero_hf.chat_template import chat_template
 from cerbero_hf.stages.train.config import TrainConfig
@@ -19,12 +20,6 @@ from cerbero_hf.stages.train.trainer import MANIFEST, templates, train
 GOLDEN_PROMPT = "<s>[|Umano|] Ciao\n[|Assistente|] "
 
 
-def _cfg(base, corpora, out, **kw):
-    args = dict(model=str(base), corpora=[f"fauno={corpora['fauno']}", f"generated={corpora['generated']}"],
-                output_dir=str(out), max_length=128, per_device_train_batch_size=4, gradient_accumulation_steps=1,
-                learning_rate=1e-3, warmup_steps=0, logging_steps=1, save_steps=2, eval_fraction=0.0)
-    args.update(kw)
-    return TrainConfig(**args)
 
 
 def _step_counter():
@@ -44,7 +39,7 @@ def test_full_sft_reloads_generates_and_resumes(base_lm, corpora, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "full"
-    res = train(_cfg(base_lm, corpora, out, max_steps=3, eval_fraction=0.1))
+    res = train(train_config(base_lm, corpora, out, max_steps=3, eval_fraction=0.1))
     assert (res.steps, res.resumed_from, res.rows) == (3, None, 36) and res.tokens > 0 and res.eval_loss > 0
     assert (out / "chat_template.jinja").read_text() == chat_template("it")  # saved copy: inference template
     before, after = load_file(base_lm / "model.safetensors"), load_file(out / "model.safetensors")
@@ -64,7 +59,7 @@ def test_full_sft_reloads_generates_and_resumes(base_lm, corpora, tmp_path):
     # An interruption after the step-2 checkpoint: the rerun continues from it, it does not start over.
     shutil.rmtree(out / "checkpoint-3")
     counter = _step_counter()
-    res2 = train(_cfg(base_lm, corpora, out, max_steps=5), callbacks=[counter])
+    res2 = train(train_config(base_lm, corpora, out, max_steps=5), callbacks=[counter])
     assert res2.resumed_from.endswith("checkpoint-2") and res2.steps == 5 and counter.steps == 3
     state = json.loads((out / "checkpoint-5" / "trainer_state.json").read_text())
     assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3, 4, 5]
@@ -75,7 +70,7 @@ def test_lora_merged_model_matches_adapter(base_lm, corpora, tmp_path):
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "lora"
-    res = train(_cfg(base_lm, corpora, out, max_steps=2, lora=True, lora_r=8, merge_lora=True, condition="generated"))
+    res = train(train_config(base_lm, corpora, out, max_steps=2, lora=True, lora_r=8, merge_lora=True, condition="generated"))
     assert (out / "adapter_config.json").exists() and not (out / "model.safetensors").exists()
     assert res.rows == 16 and res.merged == str(out) + "-merged"
     ids = torch.tensor([[1, 40, 41, 42, 43, 44, 45]])
