@@ -96,10 +96,9 @@ def flatten(params: dict, prefix: str = "") -> list[tuple[str, Any]]:
 
 def _files(folder: Path, entry: dict) -> list[Path]:
     """The parquet files of one ``configs:`` entry (``data_files`` as a list of ``{split, path}`` or a glob)."""
-    data_files = entry["data_files"]
-    patterns = [data_files] if isinstance(data_files, str) else [
-        f if isinstance(f, str) else f["path"] for f in data_files]
-    return sorted(p for pattern in patterns for p in folder.glob(pattern) if p.suffix == ".parquet")
+    from cerbero_hf.data_files import data_globs
+
+    return sorted(p for pattern in data_globs(entry["data_files"]) for p in folder.glob(pattern) if p.suffix == ".parquet")
 
 
 def _row_counts(folder: Path, configs: list[dict]) -> dict[str, int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cerbero_hf.data_files import data_globs
 from cerbero_hf.errors import InputError
 
 
@@ -80,12 +81,14 @@ def write_parquet(ds, path: Path, row_group_rows: int = 10_000) -> None:
 
     schema = ds.features.arrow_schema  # with the features in its metadata, as datasets writes it
     pending: list = []
+    held = 0
     with pq.ParquetWriter(str(path), schema) as writer:
         for batch in record_batches(ds, files):  # row groups of row_group_rows rows (the last one shorter)
             pending.append(pa.Table.from_batches([batch]).cast(schema))
-            if sum(t.num_rows for t in pending) >= row_group_rows:
+            held += batch.num_rows
+            if held >= row_group_rows:
                 writer.write_table(pa.concat_tables(pending), row_group_size=row_group_rows)
-                pending = []
+                pending, held = [], 0
         if pending:
             writer.write_table(pa.concat_tables(pending), row_group_size=row_group_rows)
 
@@ -190,16 +193,7 @@ def split_files(out: Path, config: str | None = None, split: str = "train") -> l
         if chosen is None:
             raise InputError(f"no config {config!r} (declared: {', '.join(c['config_name'] for c in configs)})",
                              file=str(out))
-    data_files = chosen.get("data_files") or []
-    if isinstance(data_files, (str, dict)):
-        data_files = [data_files]
-    globs = []
-    for item in data_files:
-        if isinstance(item, str) and split == "train":
-            globs.append(item)
-        elif isinstance(item, dict) and item.get("split", "train") == split:
-            paths = item.get("path") or []
-            globs += [paths] if isinstance(paths, str) else list(paths)
+    globs = data_globs(chosen.get("data_files"), split)
     return sorted({f for g in globs for f in Path(out).glob(g) if f.is_file()})
 
 

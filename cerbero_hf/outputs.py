@@ -50,7 +50,7 @@ from cerbero_hf.errors import InputError
 LOCK_NAME = ".cerbero-hf.lock"
 TAG = "cerbero-hf"
 MARKERS = ("README.md (tag cerbero-hf)", "manifest.json", "cerbero_train.json", "results.json", ".score-partial/",
-           ".cerbero-hf-stage.json", LOCK_NAME)
+           stage_marker.MARKER, LOCK_NAME)
 
 _held: dict[Path, "OutputLock"] = {}  # real output folder -> the lock this process holds (re-entrant per process)
 _held_guard = threading.Lock()

@@ -30,6 +30,7 @@ import os
 from pathlib import Path
 
 from cerbero_hf.cards import FUNNEL, HISTOGRAM
+from cerbero_hf.data_files import data_globs
 from cerbero_hf.errors import InputError
 from cerbero_hf.stages.publish.training_state import is_training_state
 
@@ -116,18 +117,8 @@ def data_patterns(folder) -> list[str]:
         raise InputError(f"the card's YAML cannot be read: {detail}", file=str(readme)) from None
     found: list[str] = []
     for config in configs if isinstance(configs, list) else []:
-        found += _globs(config.get("data_files") if isinstance(config, dict) else None)
+        found += data_globs(config.get("data_files") if isinstance(config, dict) else None)
     return found
-
-
-def _globs(data_files) -> list[str]:
-    if isinstance(data_files, str):
-        return [data_files]
-    if isinstance(data_files, dict):
-        return _globs(data_files.get("path", list(data_files.values())))
-    if isinstance(data_files, list):
-        return [g for item in data_files for g in _globs(item)]
-    return []
 
 
 def dataset_files(folder, include=()) -> dict[str, Path]:
