@@ -18,9 +18,11 @@ REASON_NUMBERS = r"-?\d+(?:\.\d+)?(?:e-?\d+)?"
 
 def config_files(folder: Path | None, config: str = "default") -> list[Path]:
     """The parquet files of one config of a Hub-layout folder (``data/`` holds ``default``)."""
+    from cerbero_hf.hub_folder import config_dir
+
     if folder is None:
         return []
-    sub = Path(folder) / ("data" if config == "default" else config)
+    sub = Path(folder) / config_dir(config)
     return sorted(sub.glob("*.parquet")) if sub.is_dir() else []
 
 
