@@ -81,23 +81,22 @@ def _top_key_before(text: str, pos: int) -> str | None:
 
 
 def _check_utf8(path: Path) -> None:
-    """Raise InputError at the first non-UTF-8 byte of a text file, with its line and (JSON lines) column."""
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line_start = data.rfind(b"\n", 0, err.start) + 1
-        line = data.count(b"\n", 0, err.start) + 1
-        col = err.start - line_start + 1
-        column = None
-        if path.suffix.lower() == ".jsonl":
-            prefix = data[line_start:err.start].decode("utf-8", "surrogateescape")
-            end = data.find(b"\n", err.start)
-            text = data[line_start:None if end < 0 else end].decode("utf-8", "surrogateescape")
-            column = _top_key_before(text, len(prefix))
-        raise InputError(f"invalid UTF-8 byte 0x{data[err.start]:02x} at line {line}, byte column {col}",
-                         file=str(path), row=line - 1 if path.suffix.lower() == ".jsonl" else None,
-                         column=column) from None
+    """Raise InputError at the first non-UTF-8 byte of a text file, with its line and (JSON lines) column.
+
+    Read a line at a time (a UTF-8 sequence never holds a newline byte), so memory does not grow with the file."""
+    jsonl = path.suffix.lower() == ".jsonl"
+    with path.open("rb") as fh:
+        for line, data in enumerate(fh, 1):
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as err:
+                column = None
+                if jsonl:
+                    prefix = data[:err.start].decode("utf-8", "surrogateescape")
+                    column = _top_key_before(data.rstrip(b"\r\n").decode("utf-8", "surrogateescape"), len(prefix))
+                raise InputError(f"invalid UTF-8 byte 0x{data[err.start]:02x} at line {line}, byte column "
+                                 f"{err.start + 1}", file=str(path), row=line - 1 if jsonl else None,
+                                 column=column) from None
 
 
 def _merge_shape(shape: dict, value, where: tuple[Path, int], path: str):

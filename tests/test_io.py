@@ -151,6 +151,21 @@ def test_bad_lines_name_file_row_and_column(tmp_path, layout, case):
     assert "\n" not in str(err.value) and "DatasetGenerationError" not in str(err.value)
 
 
+@pytest.mark.parametrize("suffix, row, column", [(".jsonl", 2, "text"), (".csv", None, None)])
+def test_a_bad_byte_is_placed_by_line_and_byte_column(tmp_path, suffix, row, column):
+    # the check reads a line at a time: the place must still count the lines and bytes before it
+    path = tmp_path / f"bad{suffix}"
+    third = b'{"id": "c", "text": "caf\xe9"}\n' if suffix == ".jsonl" else b'c,"caf\xe9"\n'
+    head = ('{"id": "a", "text": "perch\u00e9"}\n{"id": "b", "text": "s\u00ec"}\n' if suffix == ".jsonl"
+            else "id,text\na,perch\u00e9\n")
+    path.write_bytes(head.encode() + third)
+    with pytest.raises(InputError) as err:
+        load_table(path)
+    line = 3
+    assert err.value.message == f"invalid UTF-8 byte 0xe9 at line {line}, byte column {third.index(0xe9) + 1}"
+    assert (err.value.row, err.value.column) == (row, column)
+
+
 def test_mixed_lists_and_strings_load_for_the_stage_to_reject(tmp_path):
     # datasets reads a column holding lists and strings as Json values: the stage's row check decides
     path = tmp_path / "mixed.jsonl"
