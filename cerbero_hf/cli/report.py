@@ -50,13 +50,19 @@ def register(app) -> None:
                           ] = None,
         examples: Annotated[int, typer.Option(help="Rows shown per rule and per kept corpus.", min=0)] = 3,
         seed: Annotated[int, typer.Option(help="Seed of the sampled rows (the same seed shows the same rows).")] = 0,
+        embedder: Annotated[Optional[str], typer.Option(
+            metavar="MODEL", help="Embedding model of Fig. 1: a folder or a cached Hub id; none: no Fig. 1 "
+                                  "(default: the run's, when on this machine).")] = None,
     ) -> None:
         """Write one HTML page of a run: funnel, examples, NLL and similarity figures, training, scores.
+
+        Fig. 1 (nearest-neighbour distances before and after refining) embeds 250 sampled messages per side with the
+        run's embedder, when it is on this machine; nothing is downloaded.
 
         The page is self-contained (inline styles and SVG figures, no script, nothing fetched) and works for
         partial runs: it shows the stages that ran. Figures need the plot extra (matplotlib).
         """
         from cerbero_hf.report.build import write_report
 
-        path = write_report(run_dir, output, examples=examples, seed=seed)
+        path = write_report(run_dir, output, examples=examples, seed=seed, embedder=embedder)
         typer.echo(str(path))

@@ -14,7 +14,8 @@ PLOT_NOTE = ("Figures are left out: matplotlib is not installed (pip install 'ce
              "the tables hold every number.")
 
 
-def write_report(run_dir: str | Path, output: str | Path | None = None, *, examples: int = 3, seed: int = 0) -> Path:
+def write_report(run_dir: str | Path, output: str | Path | None = None, *, examples: int = 3, seed: int = 0,
+                 embedder: str | None = None) -> Path:
     """Write the report of the run in ``run_dir`` (its ``output_dir``, holding ``manifest.json``) and return its path.
 
     Args:
@@ -22,6 +23,8 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, *, examp
         output: the HTML file to write (default ``<run_dir>/report.html``).
         examples: rows shown per rule and per kept corpus.
         seed: the sampling seed of those rows (the same seed shows the same rows).
+        embedder: the embedding model of Fig. 1 (a folder or a Hub id in the local cache; ``"none"``: no Fig. 1);
+            default: the run's generate embedder, else the language pack's, when it is on this machine.
 
     Returns:
         The path of the written file: one HTML file with inline styles and figures (SVG), no script, nothing
@@ -34,7 +37,7 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, *, examp
     from cerbero_hf.report.sections import SECTIONS
 
     manifest_path = find_manifest(run_dir)
-    data = collect(manifest_path.parent, examples_per_rule=examples, seed=seed)
+    data = collect(manifest_path.parent, examples_per_rule=examples, seed=seed, embedder=embedder)
     plots = available()
     parts = []
     for anchor, heading, render in SECTIONS:

@@ -3,7 +3,8 @@
 :func:`collect` returns one plain mapping (numbers, sampled rows, per-message values) that
 :mod:`cerbero_hf.report.html` renders. Counts are the manifest's, as the stages recorded them; what the
 manifest does not hold (rules' reasons, NLL and similarity distributions, lengths, the loss curve) is read
-from the stages' outputs, never recomputed another way. Stages that did not run are simply absent.
+from the stages' outputs, never recomputed another way; only Fig. 1 embeds a sample of messages
+(:mod:`.neighbours`). Stages that did not run are simply absent.
 """
 
 from __future__ import annotations
@@ -115,8 +116,11 @@ def examples(where: dict[tuple[str, str], Path], k: int, seed: int) -> list[dict
     return out
 
 
-def collect(run_dir: str | Path, *, examples_per_rule: int = 3, seed: int = 0) -> dict:
-    """Everything the report shows, for the run whose ``manifest.json`` is in ``run_dir``."""
+def collect(run_dir: str | Path, *, examples_per_rule: int = 3, seed: int = 0, embedder: str | None = None) -> dict:
+    """Everything the report shows, for the run whose ``manifest.json`` is in ``run_dir`` (``embedder``: the model
+    of Fig. 1, :func:`cerbero_hf.report.neighbours.neighbours`)."""
+    from cerbero_hf.report.neighbours import neighbours
+
     path = find_manifest(run_dir)
     manifest = load_manifest(path)
     run = path.parent
@@ -126,6 +130,7 @@ def collect(run_dir: str | Path, *, examples_per_rule: int = 3, seed: int = 0) -
         "run_dir": str(run), "manifest": manifest, "stages": list(stages),
         "funnel": funnel(manifest, where), "rejections": rejections(where),
         "examples": examples(where, examples_per_rule, seed),
-        "nll": nll(manifest, where), "similarity": similarity(manifest, where), "lengths": lengths(manifest, where),
+        "nll": nll(manifest, where), "similarity": similarity(manifest, where),
+        "neighbours": neighbours(manifest, where, embedder, seed=seed), "lengths": lengths(manifest, where),
         "train": training(run, manifest), "evaluation": evaluation(run, manifest), "details": details(manifest),
     }

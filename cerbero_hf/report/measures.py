@@ -28,7 +28,8 @@ LIBRARIES = ("cerbero-hf", "datasets", "huggingface_hub", "pyarrow", "transforme
              "sentence-transformers", "evaluate", "accelerate", "matplotlib")
 
 
-def _config(manifest: dict, stage: str) -> dict:
+def stage_config(manifest: dict, stage: str) -> dict:
+    """The settings ``stage`` ran with (the manifest's record, else the recipe's section)."""
     entry = manifest["stages"].get(stage) or {}
     return entry.get("config") or ((manifest.get("recipe") or {}).get(stage) or {})
 
@@ -37,7 +38,7 @@ def nll(manifest: dict, where: dict) -> dict:
     """``{"threshold", "corpora": {corpus: {"scored": summary, "kept": summary | None, values...}}}``."""
     from cerbero_hf.resources.mlm_nll.pll_core import summarize
 
-    threshold = _config(manifest, "filter").get("max_nll") if "filter" in manifest["stages"] else None
+    threshold = stage_config(manifest, "filter").get("max_nll") if "filter" in manifest["stages"] else None
     corpora = {}
     for (stage, corpus), folder in where.items():
         if stage != "score":
@@ -62,7 +63,7 @@ def similarity(manifest: dict, where: dict) -> dict | None:
 
     values = np.concatenate([meta_list(config_files(folder, c), "max_sim") for c in ("default", "rejected")])
     counts = (manifest["stages"]["generate"].get("counts") or {})
-    return {"values": values, "threshold": _config(manifest, "generate").get("threshold", SIMILARITY_THRESHOLD),
+    return {"values": values, "threshold": stage_config(manifest, "generate").get("threshold", SIMILARITY_THRESHOLD),
             "rejected": counts.get("rejected_similar", 0), "accepted": counts.get("accepted_messages", 0)}
 
 
@@ -75,7 +76,7 @@ def lengths(manifest: dict, where: dict) -> dict | None:
 
     n = conversation_lengths(config_files(folder))
     values, counts = np.unique(n, return_counts=True)
-    target = [int(v) for v in _config(manifest, "generate").get("lengths") or []]
+    target = [int(v) for v in stage_config(manifest, "generate").get("lengths") or []]
     inside = int(((n >= min(target)) & (n <= max(target))).sum()) if target and len(n) else None
     return {"counts": {int(v): int(c) for v, c in zip(values, counts)}, "target": target,
             "paper": TARGET_LENGTHS, "within_target": inside, "conversations": int(len(n))}
@@ -133,7 +134,7 @@ def evaluation(run_dir: Path, manifest: dict) -> dict | None:
     if "exact_match" in squad:
         scores["squad_it_em"] = round(squad["exact_match"], 2)
     return {"scores": scores, "metrics": counts.get("metrics") or {}, "examples": counts.get("examples"),
-            "n": {t: b.get("n") for t, b in tasks.items()}, "model": _config(manifest, "evaluate").get("model")}
+            "n": {t: b.get("n") for t, b in tasks.items()}, "model": stage_config(manifest, "evaluate").get("model")}
 
 
 def versions() -> dict[str, str]:

@@ -109,10 +109,38 @@ def quality(data: dict, plots: bool) -> str | None:
     return "".join(out)
 
 
+def neighbours(data: dict, plots: bool) -> str:
+    """Paper Fig. 1 for this run (the refine stage's corpus), or one note saying why it is not drawn."""
+    info = data.get("neighbours")
+    if info is None:
+        return ""
+    import numpy as np
+
+    if "skipped" in info:
+        return note(f"Fig. 1 (nearest-neighbour distances of the refined corpus) is not drawn: {info['skipped']}.")
+    series = {"before refining (input)": info["before"], "after refining (kept)": info["after"]}
+    svg = _plot(plots, "neighbours", figures.distributions, series, threshold=None, xlabel="embedding distance "
+                f"(1 - cosine) to the {info['k']} nearest neighbours", threshold_label="", lo=0.0, hi=1.0) \
+        if any(len(v) for v in series.values()) else None
+    cells = [[name, f"{info[side + '_messages']:,}", f"{len(v):,}", f"{float(np.median(v)):.3f}" if len(v) else "",
+              f"{float(np.mean(v)):.3f}" if len(v) else ""]
+             for (name, v), side in zip(series.items(), ("before", "after"))]
+    return ((figure(svg, "Paper Fig. 1 for this run: distances of each sampled message to its nearest neighbours "
+                         "(identical messages ignored).") if svg else "")
+            + table(["corpus", "messages embedded", "distances", "median", "mean"], cells, numeric=(1, 2, 3, 4),
+                    cls="neighbours", row_attrs=[{"side": side, "messages": info[side + "_messages"]}
+                                                 for side in ("before", "after")])
+            + f'<p class="muted">Embedder: {esc(info["embedder"])}; up to {info["sample"]:,} sampled messages per '
+              "side.</p>"
+            + '<p class="paper">The paper (Fig. 1, distiluse-base-multilingual-cased-v1 on every message, read off '
+              "the figure): the refined Fauno sits lower than the original, modes about 0.48 against 0.52.</p>")
+
+
 def diversity(data: dict, plots: bool) -> str | None:
+    fig1 = neighbours(data, plots)
     sim = data["similarity"]
     if sim is None:
-        return None
+        return fig1 or None
     values, threshold = sim["values"], sim["threshold"]
     svg = _plot(plots, "max_sim", figures.distributions, {"generated messages": values}, threshold=threshold,
                 xlabel="cosine to the nearest stored message (max_sim)", threshold_label=f"threshold {threshold:g}",
@@ -120,7 +148,7 @@ def diversity(data: dict, plots: bool) -> str | None:
     text = (f"{len(values):,} generated messages in the corpus carry their max_sim; {sim['accepted']:,} candidates "
             f"were accepted and {sim['rejected']:,} rejected as too similar (cosine > {threshold:g}; the manifest's "
             "counts). Rejected candidates are not rows: their similarity is not in the corpus.")
-    return (figure(svg, "Nearest-neighbour similarity of the accepted generated messages.") if svg else "") + \
+    return fig1 + (figure(svg, "Nearest-neighbour similarity of the accepted generated messages.") if svg else "") + \
         f'<p data-rejected-similar="{esc(sim["rejected"])}">{esc(text)}</p>'
 
 
@@ -195,5 +223,5 @@ def details(data: dict, plots: bool) -> str:
 
 
 SECTIONS = (("funnel", "Funnel", funnel), ("examples", "Examples", examples), ("quality", "NLL (Fig. 4)", quality),
-            ("diversity", "Diversity", diversity), ("lengths", "Lengths", lengths), ("training", "Training", training),
+            ("diversity", "Diversity (Fig. 1)", diversity), ("lengths", "Lengths", lengths), ("training", "Training", training),
             ("evaluation", "Evaluation", evaluation), ("details", "Run details", details))

@@ -39,9 +39,9 @@ def test_demo_report_renders_from_disk_with_no_error_and_no_request(browser, rep
     assert browser.problems() == []
     assert browser.evaluate("document.title") == "cerbero-hf run report: run"
     assert browser.evaluate("[...document.querySelectorAll('section h2')].map(h => h.textContent)") == [
-        "Funnel", "Examples", "NLL (Fig. 4)", "Diversity", "Lengths", "Training", "Evaluation", "Run details"]
+        "Funnel", "Examples", "NLL (Fig. 4)", "Diversity (Fig. 1)", "Lengths", "Training", "Evaluation", "Run details"]
     widths = browser.evaluate("[...document.querySelectorAll('figure svg')].map(s => s.getBoundingClientRect().width)")
-    assert len(widths) == 5 and min(widths) > 300  # five figures, drawn at their size
+    assert len(widths) == 6 and min(widths) > 300  # six figures, drawn at their size
     assert browser.evaluate("document.querySelectorAll('.conv').length") > 10  # sampled conversations with roles
     width, height = browser.screenshot(tmp_path / "demo-report.png")
     assert (tmp_path / "demo-report.png").read_bytes()[:8] == PNG and width >= 1000 and height > 3000
@@ -58,6 +58,6 @@ def test_planted_markup_is_text_and_never_runs(browser, planted_run, tmp_path):
     assert browser.evaluate("document.querySelectorAll('script, img, iframe, object, embed').length") == 0
     assert browser.evaluate("document.body.innerText.includes(\"<script>document.title='pwned'\")")  # shown as text
     assert browser.evaluate("document.body.innerText.includes('<i>planted-id</i>')")
-    assert browser.evaluate("document.querySelectorAll('section').length") == 3  # the body was not replaced
+    assert browser.evaluate("document.querySelectorAll('section').length") == 4  # the body was not replaced
     browser.screenshot(tmp_path / "planted-report.png")
     assert (tmp_path / "planted-report.png").read_bytes()[:8] == PNG

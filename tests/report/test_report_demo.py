@@ -24,7 +24,8 @@ def test_demo_writes_the_report_and_prints_its_path_last(demo):
     page = read(demo["html"])
     assert page.sections == ["funnel", "examples", "quality", "diversity", "lengths", "training", "evaluation",
                              "details"]
-    assert demo["html"].count("<svg") == 5  # funnel, NLL, similarity, lengths, loss: inline, nothing to fetch
+    # funnel, NLL, Fig. 1, similarity, lengths, loss: inline, nothing to fetch
+    assert demo["html"].count("<svg") == 6
     assert "src=" not in demo["html"] and "href=\"http" not in demo["html"]
     assert demo["manifest"]["command"].startswith("cerbero-hf demo --output ")
 
@@ -76,6 +77,9 @@ def test_distributions_are_read_from_the_stages_outputs(demo):
         assert nll[corpus]["cells"][4] == f"{100 * share:.1f} %"  # the same summary the score stage writes
         kept = load_config(manifest["stages"]["filter"]["outputs"][corpus])
         assert nll[corpus]["cells"][5] == f"{sum(len(m) for m in kept['messages']):,}"
+    fig1 = {r["attrs"]["side"]: int(r["attrs"]["messages"]) for r in rows(demo["html"], "neighbours")}
+    assert fig1 == {"before": 250, "after": 250}  # sampled from the refine stage's input and kept rows
+    assert manifest["stages"]["generate"]["config"]["embedder"] in demo["html"]  # with the run's embedder
     rejected = manifest["stages"]["generate"]["counts"]["rejected_similar"]
     assert f'data-rejected-similar="{rejected}"' in demo["html"]
     generated = load_config(manifest["stages"]["generate"]["outputs"]["generated"])
