@@ -1,71 +1,103 @@
-"""lm-evaluation-harness hooks for the cerbero_it tasks: the same data mapping and scores as
-``cerbero-hf evaluate`` (cerbero_hf.stages.evaluate), so both harnesses agree on what is counted.
+"""lm-evaluation-harness hooks for the cerbero_it tasks: the data, shots and scores of ``cerbero-hf evaluate``.
 
-``process_docs_<task>`` keep the rows whose label maps to a label word (binary protocol, D30)
-and add ``label_word``; ``process_results_*`` score one generation; ``macro_f1`` / ``weighted_f1`` aggregate
-(gold, prediction) pairs over the task's labels. Settings (label maps, columns) come from the language's
-evaluation file, ``cerbero_hf/data/eval/tasks-it.yaml``.
+They are cerbero-hf's own code, not a copy of it: **cerbero-hf must be installed beside lm-eval**, in the venv
+that runs ``lm_eval`` (``pip install torch==2.13.0 lm_eval==0.4.13 cerbero-hf``; ``requirements/lm-eval.txt``
+pins a tested set). Keep lm-eval out of the project's own venv: it would downgrade ``python-dateutil``.
+
+- :func:`load_task` (``custom_dataset``): the task's evaluation split, read by cerbero-hf's ``load_examples`` from
+  the Hub id of ``tasks-it.yaml`` or, with ``data_dir``, from ``<data_dir>/<task>/`` (``bundled``: the files
+  shipped in the installed ``cerbero_hf/data/eval``, no network). Each doc is one of ``cerbero-hf evaluate``'s
+  examples: ``id``, ``input`` (the user turn), ``target`` (the answer a shot shows), ``golds``, plus ``task``,
+  ``data_dir`` and ``seed`` for the sampler. Rows whose label is not a label word are skipped, as there.
+- :class:`CerberoShots` (``fewshot_config.sampler``): per query, the shots ``cerbero-hf evaluate`` draws
+  (cerbero-hf's ``ShotSampler``: same seed, same pool, the task's shot split), whatever ``--num_fewshot`` asks.
+- ``process_results_*``: one answer, cut at the chat format's stop string and to its first non-empty line
+  (``clean_answer``), scored by cerbero-hf's metrics; :func:`macro_f1` / :func:`weighted_f1` aggregate
+  (gold, prediction) pairs over the task's labels.
+
+Runtime settings come through ``--metadata`` (JSON): ``seed`` (default 42, ``cerbero-hf evaluate --seed``) and
+``data_dir`` (``cerbero-hf evaluate --data-dir``). Task settings come from ``cerbero_hf/data/eval/tasks-it.yaml``.
 """
 
 from __future__ import annotations
 
+import functools
+
 from cerbero_hf.stages.evaluate.generators import clean_answer
-from cerbero_hf.stages.evaluate.metrics import (
-    classification_scores,
-    normalize_italian,
-    normalize_squad,
-    parse_label,
-    squad_scores,
-)
-from cerbero_hf.stages.evaluate.tasks import evaluation_settings
+from cerbero_hf.stages.evaluate.metrics import classification_scores, parse_label, squad_metrics
+from cerbero_hf.stages.evaluate.prompts import ShotSampler, prompt_format
+from cerbero_hf.stages.evaluate.tasks import DATA, Example, evaluation_settings, load_examples, task_configs
+
+try:
+    from lm_eval.api.samplers import ContextSampler
+except ImportError:  # imported without lm-eval (the project's tests check these hooks in its own venv)
+    ContextSampler = object  # type: ignore[assignment,misc]
 
 _SETTINGS = evaluation_settings("it")
-_STOP = ("[|Umano|]", "[|AI|]")
+_STOP = prompt_format("chat", "it").stop  # what `cerbero-hf evaluate --format chat` (its default) stops at
+SEED = 42  # `cerbero-hf evaluate --seed`'s default
+BUNDLED = "bundled"  # data_dir: the evaluation files shipped in the cerbero_hf package
 
 
-def _task(name: str) -> dict:
-    return _SETTINGS["tasks"][name]
+def _data_dir(data_dir: str | None) -> str | None:
+    return str(DATA) if data_dir == BUNDLED else data_dir
 
 
-def _label_word(name: str, doc: dict) -> str | None:
-    spec = _task(name)
-    column = spec["columns"]["label"]
-    key = "".join(str(doc[c]) for c in column) if isinstance(column, list) else str(doc[column])
-    word = spec["label_map"].get(key)
-    return word if word is not None else (key if key in spec["labels"] else None)
+@functools.lru_cache(maxsize=None)
+def _config(task: str, data_dir: str | None):
+    return task_configs([task], _SETTINGS, data_dir=_data_dir(data_dir))[0]
 
 
-def _process(name: str, dataset):
-    text = _task(name)["columns"]["text"]
-    kept = dataset.filter(lambda doc: _label_word(name, doc) is not None)
-    return kept.map(lambda doc: {"label_word": _label_word(name, doc), "input": doc[text]})
+def load_task(task: str, data_dir: str | None = None, seed: int = SEED, **_):
+    """``custom_dataset``: ``{"test": docs}``, the task's evaluation split as ``cerbero-hf evaluate`` reads it.
+
+    lm-eval calls it with the task's ``metadata`` (``--metadata`` and ``--model_args`` merged in) and its
+    ``dataset_kwargs`` (``task``); keys other than ``data_dir`` and ``seed`` are ignored.
+    """
+    import datasets
+
+    config = _config(task, data_dir)
+    examples, _skipped = load_examples(config, config.eval_split)
+    rows = [{"id": e.id, "input": e.input, "target": e.target, "golds": list(e.golds), "task": task,
+             "data_dir": data_dir or "", "seed": int(seed)} for e in examples]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
 
-def process_docs_sentipolc(dataset):
-    return _process("sentipolc", dataset)
+@functools.lru_cache(maxsize=None)
+def _sampler(task: str, data_dir: str | None, seed: int, k: int) -> ShotSampler:
+    config = _config(task, data_dir)
+    pool = load_examples(config, config.shot_split)[0]  # the whole split, as cerbero-hf evaluate's pool
+    return ShotSampler(pool, k, seed, task=task, balanced=False)
 
 
-def process_docs_ironita(dataset):
-    return _process("ironita", dataset)
+class CerberoShots(ContextSampler):
+    """lm-eval few-shot sampler: the shots ``cerbero-hf evaluate`` draws for the same query and seed.
 
+    lm-eval hands the query to a sampler only when the few-shot split is the test split, so every YAML says
+    ``fewshot_split: test``; the pool is the task's ``shot_split`` all the same (SQuAD-it: ``train``).
+    """
 
-def process_docs_ami2020(dataset):
-    return _process("ami2020", dataset)
+    def sample(self, n: int, eval_doc: dict | None = None, df=None, **kwargs) -> list[dict]:
+        if n == 0:
+            return []
+        if eval_doc is None:
+            raise ValueError("CerberoShots needs the query: set fewshot_split to the test split")
+        query = Example(eval_doc["id"], eval_doc["input"], eval_doc["target"], tuple(eval_doc["golds"]))
+        shots = _sampler(eval_doc["task"], eval_doc["data_dir"] or None, eval_doc["seed"], n).shots_for(query)
+        return [{**eval_doc, "id": s.id, "input": s.input, "target": s.target, "golds": list(s.golds)}
+                for s in shots]
 
 
 def process_results_squad(doc: dict, results: list[str]) -> dict:
     answer = clean_answer(results[0], _STOP)
-    golds = [a for a in doc["answers"]["text"] if a.strip()]
-    em, f1 = squad_scores(answer, golds, normalize_italian)
-    em_s, f1_s = squad_scores(answer, golds, normalize_squad)
-    return {"exact_match": 100 * em, "f1": 100 * f1, "exact_match_squad": 100 * em_s, "f1_squad": 100 * f1_s}
+    return squad_metrics([answer], [doc["golds"]], articles=_SETTINGS["articles"])
 
 
 def _process_results(name: str, doc: dict, results: list[str]) -> dict:
-    labels = _task(name)["labels"]
+    labels = _SETTINGS["tasks"][name]["labels"]
     pred = parse_label(clean_answer(results[0], _STOP), labels)
-    pair = (doc["label_word"], pred, tuple(labels))
-    return {"accuracy": 100.0 * (pred == doc["label_word"]), "macro_f1": pair, "weighted_f1": pair}
+    pair = (doc["target"], pred, tuple(labels))
+    return {"accuracy": 100.0 * (pred == doc["target"]), "macro_f1": pair, "weighted_f1": pair}
 
 
 def process_results_sentipolc(doc, results):
