@@ -13,7 +13,9 @@ always loaded by local path, which makes no network call.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +27,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 _HF_HOME = tempfile.mkdtemp(prefix="cerbero-hf-test-home-")
 os.environ["HF_HOME"] = _HF_HOME
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)  # each process's own caches, gone when it ends
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("HF_HUB_OFFLINE", None)
@@ -136,10 +139,11 @@ pytest_plugins = sorted(p.stem for p in SUPPORT.glob("fixtures_*.py"))
 
 # -- markers (CONTRIBUTING.md) --------------------------------------------------------------------------------
 SERVERS = {"tgi_server", "tgi_replicas", "transformers_serve", "hub_emulator", "hub_env"}
-E2E = {"test_demo.py", "test_readme.py", "test_packaging.py", "test_distributed.py", "test_gpu_check_smoke.py"}
+E2E = {"test_demo.py", "test_readme.py", "test_packaging.py", "test_distributed.py", "test_gpu_check_smoke.py",
+       "test_lm_eval_harness.py"}  # the last: lm-eval in a venv of its own
 TRAINING = {"test_training.py", "test_distributed.py", "test_model_card_run.py"}
 SLOW_FIXTURES = {"cli_env", "tiny_chat_lm", "base_lm", "minilm_path",  # the CLI in a subprocess, generation, training
-                 "report_demo_run"}  # the whole demo, for the run report's tests
+                 "demo_run"}  # the whole demo, shared by test_demo.py and the run report's tests
 
 
 def pytest_collection_modifyitems(config, items):
@@ -154,4 +158,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
         if name in E2E | TRAINING or item.get_closest_marker("ray") or SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+    _slow_modules_first(items)
+
+
+def _slow_modules_first(items) -> None:
+    """Order the modules heaviest first: those with Ray tests (one group, one worker), then end-to-end, then slow
+    ones, then the rest, each module's tests kept together and in file order. With two workers the long tests
+    start early and the short ones fill the end, instead of one worker running a long test alone at the end.
+    Only the speed depends on it: CONTRIBUTING.md's random-order run checks that no test needs another first."""
+    def weight(item) -> int:
+        return next((i for i, mark in enumerate(("ray", "e2e", "slow")) if item.get_closest_marker(mark)), 3)
+
+    module_weight: dict = {}
+    for item in items:
+        module_weight[item.path] = min(module_weight.get(item.path, 3), weight(item))
+    order = {item: i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (module_weight[item.path], order[item]))
 

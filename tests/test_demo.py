@@ -1,19 +1,22 @@
-"""``cerbero-hf demo`` end to end: every stage of the recipe offline, on tiny models (the slowest test)."""
+"""``cerbero-hf demo`` end to end: every stage of the recipe offline, on tiny models.
+
+The demo runs once per test run (the ``demo_run`` fixture, tests/support/fixtures_demo.py, offline with
+``HF_HUB_OFFLINE=1``): this file checks the run, tests/report/ checks its report.
+"""
 
 import json
 import subprocess
 import sys
 
-from conftest import ROOT, run_cli
+from conftest import ROOT
 
 STAGES = ("seeds", "generate", "refine", "score", "filter", "train", "evaluate", "publish")
 
 
-def test_demo_runs_every_stage_offline(tmp_path, cli_env):
-    env = dict(cli_env, HF_HUB_OFFLINE="1")  # the demo must not need the network
-    res = run_cli(["demo", "--output", tmp_path / "demo"], env=env, timeout=1200)
-    assert res.returncode == 0, res.stderr[-3000:]
-    run = tmp_path / "demo" / "run"
+def test_demo_runs_every_stage_offline(demo_run, cli_env):
+    env = dict(cli_env, HF_HUB_OFFLINE="1")
+    stdout, stderr = demo_run["stdout"], demo_run["stderr"]  # the demo exited 0 (the fixture checks)
+    run = demo_run["run"]
     manifest = json.loads((run / "manifest.json").read_text())
     for stage in STAGES:
         entry = manifest["stages"][stage]
@@ -30,7 +33,7 @@ def test_demo_runs_every_stage_offline(tmp_path, cli_env):
     assert report["removed"] == {k: v for k, v in expected["removed"].items() if v}
 
     # Published outputs load with the real libraries in a fresh process (no network).
-    hub = tmp_path / "demo" / "hub"
+    hub = demo_run["out"] / "hub"
     check = f"""
 import json, sys
 from datasets import load_dataset
@@ -57,12 +60,12 @@ print(json.dumps({{"kept": len(kept), "rejected": len(rej), "generated": len(gen
 
     # Every stage's table row is printed, with the paths to look at.
     for stage in STAGES:
-        assert stage in res.stdout
-    assert "manifest.json" in res.stdout
+        assert stage in stdout
+    assert "manifest.json" in stdout
 
     # A calm console: one line per stage, the trainer's logs as our rows; no library bars, dicts or warnings.
     for i, stage in enumerate(STAGES, 1):
-        assert f"[{i}/8] {stage:<8} done " in res.stderr, stage
-    assert "  loss " in res.stderr and " tokens/s" in res.stderr
+        assert f"[{i}/8] {stage:<8} done " in stderr, stage
+    assert "  loss " in stderr and " tokens/s" in stderr
     for noise in ("{'loss'", "Loading weights", "Writing model shards", "it/s]", "Warning"):
-        assert noise not in res.stdout + res.stderr, noise
+        assert noise not in stdout + stderr, noise

@@ -32,8 +32,8 @@ def test_the_harness_sees_scripts_errors_and_requests(browser, tmp_path):
     assert any("boom" in p for p in browser.problems())
 
 
-def test_demo_report_renders_from_disk_with_no_error_and_no_request(browser, report_demo_run, tmp_path):
-    path = report_demo_run["run"] / "report.html"
+def test_demo_report_renders_from_disk_with_no_error_and_no_request(browser, demo_run, tmp_path):
+    path = demo_run["run"] / "report.html"
     browser.open(path.as_uri())
     assert browser.requests() == [path.as_uri()]
     assert browser.problems() == []

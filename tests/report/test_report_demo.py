@@ -12,10 +12,10 @@ STAGES = ("seeds", "generate", "refine", "score", "filter", "train", "evaluate",
 
 
 @pytest.fixture(scope="module")
-def demo(report_demo_run):
-    run = report_demo_run["run"]
+def demo(demo_run):
+    run = demo_run["run"]
     text = (run / "report.html").read_text(encoding="utf-8")
-    return {**report_demo_run, "manifest": json.loads((run / "manifest.json").read_text()), "html": text}
+    return {**demo_run, "manifest": json.loads((run / "manifest.json").read_text()), "html": text}
 
 
 def test_demo_writes_the_report_and_prints_its_path_last(demo):

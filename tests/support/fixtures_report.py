@@ -1,7 +1,6 @@
 """The run report's fixtures (auto-loaded by conftest.py as a pytest plugin), shared by tests/report/.
 
-* ``report_demo_run`` (session): ``cerbero-hf demo`` run once per test run in a subprocess (both xdist workers
-  share it through a file lock, as the tiny models are); its output folder, stdout and stderr. Read-only.
+* ``demo_run`` (fixtures_demo.py): the whole demo, run once per test run;
 * ``planted_run`` (session, shared like ``report_demo_run``): a partial run of the real recipe, ``seeds`` and
   ``refine`` only, on inputs with planted HTML (``<script>``, ``<img onerror>``, an id with tags), so the report
   has untrusted text to escape.
@@ -10,9 +9,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,22 +18,6 @@ DATA = ROOT / "cerbero_hf" / "data"
 SCRIPT = "<script>document.title='pwned';document.body.innerHTML='PWNED'</script>"
 IMG = '<img src="http://127.0.0.1:9/planted.png" onerror="document.title=\'pwned-img\'">'
 PLANTED_ID = "<i>planted-id</i>"
-
-
-@pytest.fixture(scope="session")
-def report_demo_run(tiny_models_dir) -> dict:
-    """``cerbero-hf demo --output DIR`` once for the whole run: ``{"out", "run", "stdout", "stderr"}``."""
-    def build(path: Path) -> None:
-        env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        done = subprocess.run([sys.executable, "-m", "cerbero_hf", "demo", "--output", str(path / "demo")],
-                              capture_output=True, text=True, env=env, timeout=1500)
-        (path / "stdout.txt").write_text(done.stdout)
-        (path / "stderr.txt").write_text(done.stderr)
-        assert done.returncode == 0, done.stderr[-3000:]
-
-    path = built_once(tiny_models_dir.parent / "report-demo", build)
-    return {"out": path / "demo", "run": path / "demo" / "run", "stdout": (path / "stdout.txt").read_text(),
-            "stderr": (path / "stderr.txt").read_text()}
 
 
 def _planted_inputs(folder: Path) -> tuple[Path, Path]:
