@@ -107,10 +107,9 @@ def build_tiny_mlm(out_dir: str | Path, *, hidden: int = 64, layers: int = 2, vo
                                        num_attention_heads=2, intermediate_size=2 * hidden,
                                        max_position_embeddings=max_positions, pad_token_id=tok.pad_token_id))
     if train_steps:
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
         gen = torch.Generator().manual_seed(seed)
-        model.train()
-        for step in range(train_steps):
+
+        def masked_lm_loss(step: int):
             batch = [sents[(step * 32 + j) % len(sents)] for j in range(32)]
             enc = tok(batch, padding=True, truncation=True, return_tensors="pt")
             labels = enc["input_ids"].clone()
@@ -118,14 +117,26 @@ def build_tiny_mlm(out_dir: str | Path, *, hidden: int = 64, layers: int = 2, vo
             mask = (torch.rand(labels.shape, generator=gen) < 0.15) & ~special
             labels[~mask] = -100
             inputs = enc["input_ids"].masked_fill(mask, tok.mask_token_id)
-            loss = model(input_ids=inputs, attention_mask=enc["attention_mask"], labels=labels).loss
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-        model.eval()
+            return model(input_ids=inputs, attention_mask=enc["attention_mask"], labels=labels).loss
+
+        fit(model, masked_lm_loss, train_steps, lr=3e-3)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def fit(model, loss_at, steps: int, lr: float) -> None:
+    """Train ``model`` ``steps`` AdamW steps, ``loss_at(step)`` being the loss of step ``step``'s batch; the model is
+    left in eval mode."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for step in range(steps):
+        loss_at(step).backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
 
 
 def build_tiny_chat_lm(out_dir: str | Path, *, language="it", hidden: int = 64, layers: int = 2, vocab: int = 800,
@@ -166,16 +177,13 @@ def build_tiny_chat_lm(out_dir: str | Path, *, language="it", hidden: int = 64, 
     if train_steps:
         chats = [tok.apply_chat_template([{"role": "user", "content": s}, {"role": "assistant", "content": t}],
                                          tokenize=False) for s, t in zip(sents, sents[1:] + sents[:1])]
-        opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-        model.train()
-        for step in range(train_steps):
+
+        def causal_lm_loss(step: int):
             batch = [chats[(step * 16 + j) % len(chats)] for j in range(16)]
             enc = tok(batch, padding=True, return_tensors="pt", add_special_tokens=False)
-            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-            model(**enc, labels=labels).loss.backward()
-            opt.step()
-            opt.zero_grad()
-        model.eval()
+            return model(**enc, labels=enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)).loss
+
+        fit(model, causal_lm_loss, train_steps, lr=5e-3)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out

@@ -33,6 +33,7 @@ from test_packaging import _clean_env, _pip, _run
 
 from cerbero_hf.stages.evaluate import TASKS, UNKNOWN, evaluation_settings, few_shot_messages, load_examples, task_configs
 from cerbero_hf.stages.evaluate.tasks import DATA
+from cerbero_hf.tiny_models import fit
 
 LOCK = ROOT / "requirements" / "lm-eval.txt"
 CONF = ROOT / "configs" / "lm_eval"
@@ -86,9 +87,8 @@ def _train_label_lm(base: Path, out: Path, steps: int = 300, seed: int = 0) -> P
               e.target + "\n")
              for task in task_configs(TASKS, SETTINGS, data_dir=DATA) for e in load_examples(task, task.eval_split)[0]]
     random.Random(seed).shuffle(pairs)
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    model.train()
-    for step in range(steps):
+
+    def answer_loss(step: int):
         ids, labels = [], []
         for prompt, answer in (pairs[(step * 8 + j) % len(pairs)] for j in range(8)):
             p, a = (tok(s, add_special_tokens=False)["input_ids"] for s in (prompt, answer))
@@ -96,13 +96,11 @@ def _train_label_lm(base: Path, out: Path, steps: int = 300, seed: int = 0) -> P
             labels.append([-100] * len(p) + a)  # the loss of the answer only
         width = max(map(len, ids))
         pad = [width - len(s) for s in ids]
-        loss = model(input_ids=torch.tensor([[tok.pad_token_id] * n + s for n, s in zip(pad, ids)]),
+        return model(input_ids=torch.tensor([[tok.pad_token_id] * n + s for n, s in zip(pad, ids)]),
                      attention_mask=torch.tensor([[0] * n + [1] * len(s) for n, s in zip(pad, ids)]),
                      labels=torch.tensor([[-100] * n + s for n, s in zip(pad, labels)])).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
+
+    fit(model, answer_loss, steps, lr=5e-3)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
