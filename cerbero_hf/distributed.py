@@ -9,7 +9,8 @@ module only keeps the ranks in step around it:
 - :func:`on_main` / :func:`main_only` run a step that writes (the output lock, a card) on the global main process and tells the
   others whether it worked, so that a refusal on the main process stops every rank with the same answer;
 - :func:`broadcast` and :func:`gather` are no-ops in a single process;
-- :func:`quiet_replica` silences the libraries on the other ranks: only the main process prints the console.
+- :func:`quiet_replica` silences the libraries on the other ranks: only the main process prints the console;
+- :func:`finish` leaves the process group when the command is done (the CLI calls it on every rank).
 
 The process group is formed by transformers when the training arguments are built (``TrainingArguments``
 sets up its device).
@@ -122,6 +123,15 @@ def _dist():
     import torch.distributed as dist
 
     return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def finish() -> None:
+    """Leave the process group, if this process formed one (every rank, once its command is done). A gloo or NCCL
+    group left for the interpreter's exit to tear down can abort the rank with "terminate called without an
+    active exception" after the work is done, and the launcher then reports the run as failed."""
+    dist = _dist()
+    if dist is not None:
+        dist.destroy_process_group()
 
 
 def broadcast(value: Any) -> Any:

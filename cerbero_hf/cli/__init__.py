@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
             _rank_failure(err)
         raise
     finally:
+        distributed.finish()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     # In non-standalone mode typer returns the code of a ``typer.Exit`` (and 130 for a KeyboardInterrupt
