@@ -43,7 +43,10 @@ def test_library_bars_logs_and_warnings_are_quiet_unless_verbose(tiny_mlm, capfd
             _warn("transformers.modeling_utils")
         loud = capfd.readouterr().err
     assert "Loading weights" not in quiet and "Loading weights" in loud
-    assert [w.filename for w in seen] == ["lib.py", "lib.py"] and len(seen) == 2
+    # the two that show: ours (quiet) and the library's (verbose); a ResourceWarning is left out: the garbage
+    # collector may close an earlier test's event loop ("unclosed event loop", asyncio) at any moment
+    shown = [w.filename for w in seen if not issubclass(w.category, ResourceWarning)]
+    assert shown == ["lib.py", "lib.py"]
     assert datasets.is_progress_bar_enabled() and not hub_utils.are_progress_bars_disabled()  # restored
 
 
