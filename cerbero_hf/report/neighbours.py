@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from cerbero_hf.report.tables import config_files, take_rows
+from cerbero_hf.report.tables import config_files, sample_rows
 
 SAMPLE = 250  # messages embedded per side: about 13 s in all on 2 CPU cores with all-MiniLM-L6-v2, 6 s of it loading
 K = 10  # nearest neighbours per message, as in the paper
@@ -65,9 +65,7 @@ def resolve_embedder(manifest: dict, embedder: str | None = None) -> tuple[str |
 
 def sample_messages(files: list[Path], n: int, rng: random.Random) -> list[str]:
     """Up to ``n`` message texts of the rows in ``files``: ``n`` sampled rows' messages, shuffled, cut to ``n``."""
-    from cerbero_hf.report.tables import row_count
-
-    rows = take_rows(files, sorted(rng.sample(range(row_count(files)), min(n, row_count(files)))))
+    rows = sample_rows(files, n, rng)
     texts = [m["content"] for r in rows for m in (r.get("messages") or []) if (m.get("content") or "").strip()]
     rng.shuffle(texts)
     return texts[:n]
